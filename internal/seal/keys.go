@@ -1,0 +1,119 @@
+package seal
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+	"filippo.io/age/agessh"
+)
+
+// ParseRecipient parses one public key: an age X25519 key (age1…) or an SSH public key
+// (ssh-ed25519 / ssh-rsa), so leads can use the keys they already have.
+func ParseRecipient(s string) (age.Recipient, error) {
+	s = strings.TrimSpace(s)
+	switch {
+	case strings.HasPrefix(s, "age1pq1"):
+		return age.ParseHybridRecipient(s)
+	case strings.HasPrefix(s, "age1"):
+		return age.ParseX25519Recipient(s)
+	case strings.HasPrefix(s, "ssh-"):
+		return agessh.ParseRecipient(s)
+	case strings.HasPrefix(s, "AGE-SECRET-KEY-"):
+		// Never echo it: it is a private key.
+		return nil, errors.New("this is an age private key (AGE-SECRET-KEY-…), not a public key: use the 'public key' line of the key file")
+	}
+	return nil, errors.New("not an age public key (age1…) or an SSH public key (ssh-ed25519 / ssh-rsa)")
+}
+
+// ParseRecipients parses every recipient, naming the first bad one by index.
+func ParseRecipients(list []string) ([]age.Recipient, error) {
+	out := make([]age.Recipient, 0, len(list))
+	for i, s := range list {
+		r, err := ParseRecipient(s)
+		if err != nil {
+			return nil, fmt.Errorf("recipient %d: %w", i+1, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// LoadIdentities reads an age identity file (AGE-SECRET-KEY-… lines, # comments) or an
+// unencrypted SSH private key (ed25519 or RSA).
+func LoadIdentities(path string) ([]age.Identity, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read identity file: %w (pass the private key with --identity or encryption.identity_file)", err)
+	}
+	if bytes.Contains(data, []byte("PRIVATE KEY-----")) {
+		id, err := agessh.ParseIdentity(data)
+		if err != nil {
+			return nil, fmt.Errorf("parse SSH identity %s: %w (passphrase-protected keys are not supported unattended; convert to an age key)", path, err)
+		}
+		return []age.Identity{id}, nil
+	}
+	ids, err := age.ParseIdentities(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("parse identity file %s: %w", path, err)
+	}
+	return ids, nil
+}
+
+// GenerateKey writes a new X25519 identity to path (mode 0600, refusing to overwrite) in the
+// format of age-keygen, and returns its public key. X25519 rather than the post-quantum hybrid
+// so that the age packaged by distributions (1.1) can decrypt by hand.
+func GenerateKey(path string, now time.Time) (string, error) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		return "", fmt.Errorf("generate age key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("create directory for age key: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("create age key file: %w", err)
+	}
+	pub := id.Recipient().String()
+	w := bufio.NewWriter(f)
+	fmt.Fprintf(w, "# created: %s by backupd\n# public key: %s\n%s\n", now.UTC().Format(time.RFC3339), pub, id.String())
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return "", fmt.Errorf("write age key file: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", fmt.Errorf("sync age key file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("close age key file: %w", err)
+	}
+	return pub, nil
+}
+
+// PublicKeyOf reads the public keys of an identity file (for a generated key beside the config).
+func PublicKeyOf(path string) ([]string, error) {
+	ids, err := LoadIdentities(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, id := range ids {
+		switch k := id.(type) {
+		case *age.X25519Identity:
+			out = append(out, k.Recipient().String())
+		case *age.HybridIdentity:
+			out = append(out, k.Recipient().String())
+		default:
+			return nil, fmt.Errorf("identity file %s: cannot derive a public key from this key type; list the public key in encryption.recipients", path)
+		}
+	}
+	return out, nil
+}
