@@ -97,7 +97,7 @@ type Target struct {
 // Encryption lists who can read the sets.
 type Encryption struct {
 	// Recipients are age recipient strings: `recipients:`, then the non-comment lines of
-	// recipients_file, without duplicates. Each parses with ParseRecipient. It may be empty when
+	// recipients_file, without duplicates. Each parses with seal.ParseRecipient. It may be empty when
 	// identity_file is set: the backup then derives the public key from that file, generating
 	// a key there on the first run (package keys).
 	Recipients     []string

@@ -12,6 +12,8 @@ import (
 
 	"filippo.io/age"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/backupd/backupd/internal/seal"
 )
 
 const (
@@ -846,7 +848,7 @@ func TestParseRecipient(t *testing.T) {
 		{"", false},
 	} {
 		t.Run(tc.in, func(t *testing.T) {
-			_, err := ParseRecipient(tc.in)
+			_, err := seal.ParseRecipient(tc.in)
 			if (err == nil) != tc.ok {
 				t.Fatalf("got error %v, want ok %v", err, tc.ok)
 			}

@@ -17,6 +17,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/backupd/backupd/internal/seal"
 )
 
 // loadPolicies decodes one file per policy from policies_dir and adds every policy, inline or
@@ -283,7 +285,7 @@ func (d *decoder) checkEncryption(c *Config) {
 			reported = true
 			continue
 		}
-		if _, err := ParseRecipient(r); err != nil {
+		if _, err := seal.ParseRecipient(r); err != nil {
 			d.report(p, fmt.Sprintf("recipient %d: %v", i, err), recipientHint)
 			reported = true
 			continue
@@ -303,7 +305,7 @@ func (d *decoder) checkEncryption(c *Config) {
 				if line == "" || strings.HasPrefix(line, "#") {
 					continue
 				}
-				if _, err := ParseRecipient(line); err != nil {
+				if _, err := seal.ParseRecipient(line); err != nil {
 					d.problem(shown, i+1, "encryption.recipients_file", fmt.Sprintf("line %d: %v", i+1, err), recipientHint)
 					reported = true
 					continue
