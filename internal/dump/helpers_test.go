@@ -1,0 +1,179 @@
+package dump
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/backupd/backupd/internal/testenv"
+)
+
+// uniqueName returns prefix_<random>, so concurrent test runs never share a database.
+func uniqueName(prefix string) string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return prefix + "_" + hex.EncodeToString(b)
+}
+
+// openRoot opens the test server as root.
+func openRoot(t testing.TB) (*sql.DB, string) {
+	t.Helper()
+	dsn := testenv.MariaDBDSN(t)
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatalf("open %s: %v", dsn, err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, dsn
+}
+
+func mustExec(t testing.TB, db interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, q string, args ...any) {
+	t.Helper()
+	if _, err := db.ExecContext(context.Background(), q, args...); err != nil {
+		t.Fatalf("exec %q: %v", q, err)
+	}
+}
+
+// cliArgs returns the mariadb client's connection arguments for a go-sql-driver DSN.
+func cliArgs(t testing.TB, dsn string) ([]string, []string) {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatalf("parse DSN: %v", err)
+	}
+	args := []string{"--user=" + cfg.User}
+	switch cfg.Net {
+	case "unix":
+		args = append(args, "--socket="+cfg.Addr)
+	default:
+		host, port, _ := strings.Cut(cfg.Addr, ":")
+		args = append(args, "--host="+host, "--protocol=TCP")
+		if port != "" {
+			args = append(args, "--port="+port)
+		}
+	}
+	env := os.Environ()
+	if cfg.Passwd != "" {
+		env = append(env, "MYSQL_PWD="+cfg.Passwd)
+	}
+	return args, env
+}
+
+// mariadbCLI runs the mariadb client with input on stdin, exactly like the manual restore path.
+func mariadbCLI(t testing.TB, dsn string, input []byte, extra ...string) {
+	t.Helper()
+	args, env := cliArgs(t, dsn)
+	cmd := exec.Command("mariadb", append(args, extra...)...)
+	cmd.Env = env
+	cmd.Stdin = bytes.NewReader(input)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("mariadb %s: %v\n%s", strings.Join(extra, " "), err, out.String())
+	}
+}
+
+// loadFixture loads an SQL file through the mariadb client after replacing strings in it.
+func loadFixture(t testing.TB, dsn, path string, replace ...string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read fixture: %v", err)
+	}
+	b = []byte(strings.NewReplacer(replace...).Replace(string(b)))
+	mariadbCLI(t, dsn, b)
+}
+
+// dropDatabase drops a database at the end of the test.
+func dropDatabaseLater(t testing.TB, db *sql.DB, name string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+quoteIdent(name))
+	})
+}
+
+// restoreManually loads a dump from a DirSink directory with the mariadb client, one process
+// per object, in the documented order: every database's schema phase, then every data object,
+// then every post phase, then users. rename maps a source database to the one to load into
+// (the database object is then replaced by a CREATE DATABASE of the new name).
+func restoreManually(t testing.TB, dsn, dir string, res *Result, rename map[string]string) {
+	t.Helper()
+	read := func(key string) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(key)))
+		if err != nil {
+			t.Fatalf("read object: %v", err)
+		}
+		return b
+	}
+	target := func(db Database) string {
+		if n, ok := rename[db.Name]; ok {
+			return n
+		}
+		return db.Name
+	}
+	for _, phase := range []string{PhaseSchema, PhaseData, PhasePost} {
+		for _, db := range res.Databases {
+			for _, o := range db.Objects {
+				if o.Phase != phase {
+					continue
+				}
+				if o.Kind == KindDatabase {
+					if n := target(db); n != db.Name {
+						mariadbCLI(t, dsn, []byte("CREATE DATABASE "+quoteIdent(n)+" CHARACTER SET "+db.Charset+" COLLATE "+db.Collation+";\n"))
+					} else {
+						mariadbCLI(t, dsn, read(o.Key))
+					}
+					continue
+				}
+				mariadbCLI(t, dsn, read(o.Key), "--database="+target(db))
+			}
+		}
+	}
+	if res.Users != nil {
+		mariadbCLI(t, dsn, read(res.Users.Key))
+	}
+}
+
+// dumpToDir runs Run into a fresh directory.
+func dumpToDir(t testing.TB, opts Options) (*Result, string) {
+	t.Helper()
+	dir := t.TempDir()
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t)
+	}
+	res, err := Run(context.Background(), opts, DirSink{Dir: dir})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return res, dir
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func dsnWithoutDB(dsn string) string { return dsn }
+
+var _ = fmt.Sprint
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
