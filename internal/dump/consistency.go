@@ -155,24 +155,36 @@ func firstKeyword(s string) string {
 	return strings.ToUpper(s[:end])
 }
 
+// blockerFilter selects which running statements a lock step waits for.
+type blockerFilter int
+
+const (
+	watchNone   blockerFilter = iota // the lock waits for no running statement (BACKUP STAGE START)
+	watchWrites                      // writes and DDL (the later BACKUP STAGEs)
+	watchAll                         // every statement (FLUSH TABLES WITH READ LOCK)
+)
+
 // lockStep runs a statement that takes (part of) the global lock without stalling the
 // application for long. It waits, up to LockWaitTimeout, until no long-running statement that
 // could block the lock is visible, then attempts the lock with a server-side timeout of one
 // second (so writers queued behind the attempt wait at most that long). When the deadline has
 // passed it makes one last attempt, because a visible long-running statement may not block at
-// all, and otherwise fails with the blockers named.
-func (d *dumper) lockStep(ctx context.Context, stmt string, writesOnly bool) error {
-	start := time.Now()
-	deadline := start.Add(d.opts.LockWaitTimeout)
+// all, and otherwise fails with the blockers named. The steps of one lock sequence share start
+// and deadline.
+func (d *dumper) lockStep(ctx context.Context, stmt string, watch blockerFilter, start, deadline time.Time) error {
+	writesOnly := watch != watchAll
 	warned := false
 	for {
-		blockers, err := d.processlist(ctx, writesOnly)
-		if err != nil {
-			if !warned {
-				d.log.Warn("cannot read the processlist; attempting the lock without looking for long-running queries", "err", err)
-				warned = true
+		var blockers []Blocker
+		if watch != watchNone {
+			var err error
+			if blockers, err = d.processlist(ctx, writesOnly); err != nil {
+				if !warned {
+					d.log.Warn("cannot read the processlist; attempting the lock without looking for long-running queries", "err", err)
+					warned = true
+				}
+				blockers = nil
 			}
-			blockers = nil
 		}
 		if len(blockers) > 0 && time.Now().Before(deadline) {
 			d.log.Info("waiting for long-running statements before taking the lock", "lock", stmt, "blocker_id", blockers[0].ID, "blocker_user", blockers[0].User, "blocker_verb", blockers[0].Verb, "blocker_time", blockers[0].Time.Round(time.Second))
@@ -181,7 +193,7 @@ func (d *dumper) lockStep(ctx context.Context, stmt string, writesOnly bool) err
 			}
 			continue
 		}
-		_, err = d.control.conn.ExecContext(ctx, stmt)
+		_, err := d.control.conn.ExecContext(ctx, stmt)
 		if err == nil {
 			return nil
 		}
@@ -257,7 +269,9 @@ func (d *dumper) takeSnapshot(ctx context.Context) error {
 // InnoDB commits are blocked only between BLOCK_COMMIT and END, for milliseconds.
 func (d *dumper) snapshotBackupStage(ctx context.Context) (err error) {
 	d.res.Consistency.Mode = ModeBackupStage
-	if err := d.lockStep(ctx, "BACKUP STAGE START", true); err != nil {
+	start := time.Now()
+	deadline := start.Add(d.opts.LockWaitTimeout)
+	if err := d.lockStep(ctx, "BACKUP STAGE START", watchNone, start, deadline); err != nil {
 		return err
 	}
 	held := true
@@ -266,11 +280,11 @@ func (d *dumper) snapshotBackupStage(ctx context.Context) (err error) {
 			d.releaseLock("BACKUP STAGE END")
 		}
 	}()
-	if err := d.lockStep(ctx, "BACKUP STAGE FLUSH", true); err != nil {
+	if err := d.lockStep(ctx, "BACKUP STAGE FLUSH", watchWrites, start, deadline); err != nil {
 		return err
 	}
 	flushAt := time.Now()
-	if err := d.lockStep(ctx, "BACKUP STAGE BLOCK_DDL", true); err != nil {
+	if err := d.lockStep(ctx, "BACKUP STAGE BLOCK_DDL", watchWrites, start, deadline); err != nil {
 		return err
 	}
 	if err := d.discoverAll(ctx); err != nil {
@@ -284,7 +298,9 @@ func (d *dumper) snapshotBackupStage(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	if err := d.lockStep(ctx, "BACKUP STAGE BLOCK_COMMIT", true); err != nil {
+	// A fresh budget: the time spent dumping non-transactional tables is not lock waiting.
+	start = time.Now()
+	if err := d.lockStep(ctx, "BACKUP STAGE BLOCK_COMMIT", watchWrites, start, start.Add(d.opts.LockWaitTimeout)); err != nil {
 		return err
 	}
 	lockedAt := time.Now()
@@ -331,7 +347,8 @@ func (d *dumper) snapshotFTWRL(ctx context.Context) error {
 	if err := d.discoverAll(ctx); err != nil {
 		return err
 	}
-	if err := d.lockStep(ctx, "FLUSH TABLES WITH READ LOCK", false); err != nil {
+	start := time.Now()
+	if err := d.lockStep(ctx, "FLUSH TABLES WITH READ LOCK", watchAll, start, start.Add(d.opts.LockWaitTimeout)); err != nil {
 		return err
 	}
 	held := true

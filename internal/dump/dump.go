@@ -165,7 +165,7 @@ func (d *dumper) run(ctx context.Context, cancel context.CancelCauseFunc) error 
 	}
 	d.res.Server = Server{Flavor: d.info.Flavor, Version: d.info.Version, Host: d.info.Host}
 	d.maxStmt = int(d.info.MaxPacket) - packetMargin
-	d.stmtTarget = min(statementTarget, d.maxStmt)
+	d.stmtTarget = int(min(statementTarget, int64(d.maxStmt), d.opts.ChunkBytes))
 
 	for i := 0; i < d.opts.Threads; i++ {
 		s, err := d.openSession(ctx, d.info.Flavor)

@@ -7,11 +7,11 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"log/slog"
 	"testing"
 	"time"
 

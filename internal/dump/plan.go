@@ -41,10 +41,9 @@ func planChunks(in planInput) []keyRange {
 	if est <= in.ChunkBytes {
 		return whole
 	}
+	// Statistics may be stale, so the row estimate does not cap the count: an empty range
+	// costs one index lookup and writes no object.
 	n := uint64((est + in.ChunkBytes - 1) / in.ChunkBytes)
-	if in.Rows > 0 && n > uint64(in.Rows) {
-		n = uint64(in.Rows)
-	}
 	// There are Max-Min+1 distinct keys, so at most Max-Min boundaries strictly above Min.
 	if span := in.Max - in.Min; n > span {
 		n = span + 1
@@ -55,12 +54,15 @@ func planChunks(in planInput) []keyRange {
 	if n < 2 {
 		return whole
 	}
-	// Boundary i is Min + floor((Max-Min) * i / n), for i in 1..n-1; computed in 128 bits so it
-	// cannot overflow even for the full unsigned BIGINT range.
+	// Boundary i is Min + floor(keys * i / n), for i in 1..n-1, where keys = Max-Min+1 is the
+	// number of possible key values; computed in 128 bits so it cannot overflow even for the
+	// full unsigned BIGINT range (keys = 2^64).
+	keysLo, keysHi := bits.Add64(in.Max-in.Min, 1, 0)
 	ranges := make([]keyRange, 0, n)
 	prev, hasPrev := uint64(0), false
 	for i := uint64(1); i < n; i++ {
-		hi, lo := bits.Mul64(in.Max-in.Min, i)
+		hi, lo := bits.Mul64(keysLo, i)
+		hi += keysHi * i
 		q, _ := bits.Div64(hi, lo, n)
 		b := in.Min + q
 		if b <= in.Min || (hasPrev && b <= prev) {
