@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+	_ "time/tzdata" // CRON_TZ= must work in minimal containers without zoneinfo
 
 	"github.com/backupd/backupd/internal/config"
 )

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/backupd/backupd/internal/backup"
+)
+
+func init() {
+	register(&command{name: "backup", summary: "run one backup of a policy now", run: runBackup})
+}
+
+func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("backup", "[--config FILE] [--policy NAME]", stdout)
+	cfgPath := fs.String("config", "", "config file (default: the embedded default config: local MariaDB to ./backups)")
+	policy := fs.String("policy", "", "policy name (may be omitted when the config has one policy)")
+	verbose := fs.Bool("verbose", false, "log debug detail")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	p, err := pickPolicy(cfg, *policy)
+	if err != nil {
+		return err
+	}
+	backup.Version = version
+	res, err := backup.Run(ctx, cfg, p, backup.Options{Logger: newLogger(stderr, *verbose)})
+	printBackupSummary(stdout, res)
+	return err
+}
+
+func printBackupSummary(w io.Writer, res *backup.Result) {
+	if res == nil {
+		return
+	}
+	status := "FAILED"
+	if res.Manifest != nil {
+		status = "committed"
+	}
+	fmt.Fprintf(w, "set %s (policy %s): %s in %s\n", res.SetID, res.Policy, status, res.Duration.Round(1e6))
+	if res.Manifest != nil {
+		tables, rows := backup.Counts(res.Manifest)
+		m := res.Manifest
+		fmt.Fprintf(w, "  %d tables, %d rows, %s read, %s written (%d objects)\n", tables, rows,
+			humanBytes(m.PlainBytes()), humanBytes(m.Bytes()), len(m.Objects))
+	}
+	if len(res.Targets) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, t := range res.Targets {
+			if t.Err == nil {
+				fmt.Fprintf(tw, "  target %s\tcommitted\n", t.Name)
+			} else {
+				fmt.Fprintf(tw, "  target %s\tFAILED: %v\n", t.Name, t.Err)
+			}
+		}
+		tw.Flush()
+	}
+}

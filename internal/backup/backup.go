@@ -1,0 +1,189 @@
+// Package backup runs one backup job of a policy: it dumps the policy's sources into a new set,
+// sealed and uploaded to every target at once, and commits the set where every object arrived.
+// The CLI's `backup` command and the daemon's scheduler both call Run.
+package backup
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/backupd/backupd/internal/backupset"
+	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/dump"
+	"github.com/backupd/backupd/internal/keys"
+	"github.com/backupd/backupd/internal/seal"
+	"github.com/backupd/backupd/internal/targets"
+)
+
+// Version is the tool version recorded in manifests; main sets it.
+var Version = "dev"
+
+// Options are the process-wide parts of a job.
+type Options struct {
+	Logger  *slog.Logger
+	Now     func() time.Time // injected clock; time.Now when nil
+	Metrics *targets.Metrics // nil: no target metrics
+}
+
+// Result describes a finished (or failed) job.
+type Result struct {
+	SetID     string
+	Policy    string
+	Manifest  *backupset.Manifest // nil when the job failed before committing
+	Dump      *dump.Result
+	Targets   []backupset.TargetResult
+	Committed int // targets that hold the committed set
+	Needed    int // min_targets
+	Duration  time.Duration
+}
+
+// Run makes one set of policy p. It returns an error unless the set is committed on at least
+// min_targets targets; Result is filled as far as the job got either way.
+func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options) (*Result, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	start := now()
+	res := &Result{Policy: p.Name, SetID: backupset.NewID(start)}
+	log = log.With("policy", p.Name, "set", res.SetID)
+	defer func() { res.Duration = now().Sub(start) }()
+
+	if p.MySQL == nil {
+		return res, fmt.Errorf("policy %s has no mysql source: nothing to back up", p.Name)
+	}
+	recipients, recipientStrs, err := keys.Recipients(cfg, log)
+	if err != nil {
+		return res, err
+	}
+	dests, err := OpenTargets(cfg, p, targets.Options{Logger: log, Metrics: opts.Metrics})
+	if err != nil {
+		return res, err
+	}
+	spoolDir := filepath.Join(cfg.StateDir, "spool")
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
+		return res, fmt.Errorf("create spool directory: %w", err)
+	}
+	min := p.MinTargets
+	if min <= 0 {
+		min = len(dests)
+	}
+	res.Needed = min
+	w, err := backupset.NewWriter(ctx, p.Name, res.SetID, dests, backupset.WriterOptions{
+		Recipients: recipients,
+		Level:      seal.Level(p.MySQL.CompressionLevel),
+		MinTargets: min,
+		SpoolDir:   spoolDir,
+		Logger:     log,
+	})
+	if err != nil {
+		return res, err
+	}
+	log.Info("backup started", "targets", p.Targets)
+	dr, err := dump.Run(ctx, dump.Options{
+		DSN:             p.MySQL.DSN,
+		Databases:       p.MySQL.Databases,
+		ExcludeTables:   p.MySQL.ExcludeTables,
+		Threads:         p.MySQL.Threads,
+		ChunkBytes:      p.MySQL.ChunkSize,
+		LockWaitTimeout: p.MySQL.LockWaitTimeout,
+		IncludeUsers:    p.MySQL.IncludeUsers,
+		Logger:          log,
+	}, w)
+	res.Dump = dr
+	if err == nil && dr != nil && len(dr.Databases) == 0 {
+		err = errors.New("the dump found no database to back up (check mysql.databases and the account's privileges)")
+	}
+	if err != nil {
+		// A cancelled job must not leave objects behind on a live context; use a fresh one.
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		w.Abort(cleanup)
+		return res, fmt.Errorf("dump: %w", err)
+	}
+	mysqlJSON, err := json.Marshal(dr)
+	if err != nil {
+		return res, fmt.Errorf("encode dump description: %w", err)
+	}
+	host, _ := os.Hostname()
+	m := &backupset.Manifest{
+		Tool:       "backupd " + Version,
+		StartedAt:  start.UTC(),
+		FinishedAt: now().UTC(),
+		Host:       host,
+		Recipients: recipientStrs,
+		MySQL:      mysqlJSON,
+	}
+	res.Targets = w.Commit(ctx, m)
+	var errs []error
+	for _, tr := range res.Targets {
+		if tr.Err != nil {
+			log.Error("set not committed on target", "target", tr.Name, "err", tr.Err)
+			errs = append(errs, fmt.Errorf("target %s: %w", tr.Name, tr.Err))
+			continue
+		}
+		res.Committed++
+	}
+	if res.Committed < min {
+		return res, fmt.Errorf("set %s committed on %d of %d targets, min_targets is %d: %w", res.SetID, res.Committed, len(res.Targets), min, errors.Join(errs...))
+	}
+	res.Manifest = m
+	log.Info("backup committed", "committed_targets", res.Committed, "bytes", m.Bytes())
+	return res, nil
+}
+
+// OpenTargets opens the targets a policy writes to, in the policy's order.
+func OpenTargets(cfg *config.Config, p *config.Policy, opts targets.Options) ([]backupset.Dest, error) {
+	var dests []backupset.Dest
+	for _, name := range p.Targets {
+		tc, ok := cfg.Targets[name]
+		if !ok {
+			return nil, fmt.Errorf("policy %s names target %q, which is not defined", p.Name, name)
+		}
+		t, err := targets.Open(name, tc.Spec(), opts)
+		if err != nil {
+			return nil, fmt.Errorf("open target %s: %w", name, err)
+		}
+		dests = append(dests, backupset.Dest{Name: name, Target: t})
+	}
+	return dests, nil
+}
+
+// DumpOf decodes the database part of a manifest; nil when the set has none.
+func DumpOf(m *backupset.Manifest) (*dump.Result, error) {
+	if len(m.MySQL) == 0 {
+		return nil, nil
+	}
+	var r dump.Result
+	if err := json.Unmarshal(m.MySQL, &r); err != nil {
+		return nil, fmt.Errorf("decode the mysql part of set %s: %w", m.SetID, err)
+	}
+	return &r, nil
+}
+
+// Counts returns how many tables (not views or sequences) and rows a set holds; zero when the
+// manifest's database part cannot be read.
+func Counts(m *backupset.Manifest) (tables int, rows int64) {
+	r, err := DumpOf(m)
+	if err != nil || r == nil {
+		return 0, 0
+	}
+	for _, db := range r.Databases {
+		for _, t := range db.Tables {
+			if t.Type == "table" {
+				tables++
+			}
+		}
+	}
+	return tables, r.Rows
+}
