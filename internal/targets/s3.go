@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -27,10 +28,11 @@ const (
 	maxParts        = 10000
 )
 
-// minioRetries bounds minio-go's own per-request retries. They are kept (not disabled)
-// because they are the only retries that can resend one part of a streamed upload: the
-// part is in memory, while the stream it came from cannot be rewound for a whole-object
-// retry. Whole operations are retried by the retry wrapper.
+// minioRetries is how many attempts minio-go makes of one HTTP request. They are kept
+// (not disabled) because they are the only retries a streamed upload can have: its part
+// (or its whole body, when it fits in one part) is in memory and can be resent, while the
+// stream it came from cannot be rewound for a whole-operation retry. Whole operations are
+// retried by the retry wrapper, so a request may be tried minioRetries times per attempt.
 const minioRetries = 3
 
 // S3 is a Target in a bucket of an S3-compatible service (AWS, MinIO, versitygw, R2, B2,
@@ -213,12 +215,21 @@ func (s *S3) uploadPartSize(size int64) int64 {
 }
 
 // Put uploads with the size known up front, which makes minio-go either send one PUT
-// (size <= part size) or a multipart upload that holds one part in memory at a time. The
-// reader is wrapped so that minio-go sees neither io.ReaderAt nor io.Seeker: with them it
-// would read parts in parallel at absolute offsets (ignoring where the reader stands) and
-// hold several parts at once. An object becomes visible only when the upload completes;
-// a failed or cancelled multipart upload is aborted by minio-go (with a context of its
-// own), so no parts are left behind.
+// (size <= part size) or a multipart upload, and memory stays at one part either way:
+//
+//   - An object that fits in one part is read into memory first. That costs no more than
+//     a multipart part, checks the size before anything is sent, and gives minio-go a body
+//     it can resend, so a transient failure of the request is retried even when the
+//     source is a stream that the retry wrapper cannot rewind.
+//   - A larger object streams through minio-go's sequential multipart path, one part
+//     buffer at a time, each part retried on its own. The reader is wrapped so that
+//     minio-go sees neither io.ReaderAt nor io.Seeker: with them it would read parts in
+//     parallel at absolute offsets (ignoring where the reader stands) and hold several
+//     parts at once.
+//
+// An object becomes visible only when the upload completes; a failed or cancelled
+// multipart upload is aborted by minio-go (with a context of its own), so no parts are
+// left behind.
 func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	if err := validateKey(key); err != nil {
 		return err
@@ -226,23 +237,32 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error
 	if err := checkSize(size); err != nil {
 		return err
 	}
-	body := newExactReader(r, size)
-	if size == 0 {
-		// minio-go sends an empty body without reading r, so check here that r is empty.
-		if err := body.checkEnd(); err != io.EOF {
+	partSize := s.uploadPartSize(size)
+	src := newExactReader(r, size)
+	var body io.Reader = &ctxReader{ctx: ctx, r: src}
+	if size <= partSize {
+		buf := make([]byte, size)
+		if _, err := io.ReadFull(body, buf); err != nil {
 			return err
 		}
+		if size == 0 {
+			// ReadFull reads nothing into an empty buffer; r must be empty too.
+			if err := src.checkEnd(); err != io.EOF {
+				return err
+			}
+		}
+		body = &memBody{ctx: ctx, r: bytes.NewReader(buf)}
 	}
-	info, err := s.client.PutObject(ctx, s.bucket, s.object(key), &ctxReader{ctx: ctx, r: body}, size,
+	info, err := s.client.PutObject(ctx, s.bucket, s.object(key), body, size,
 		minio.PutObjectOptions{
-			PartSize:    uint64(s.uploadPartSize(size)),
+			PartSize:    uint64(partSize),
 			ContentType: "application/octet-stream",
 		})
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
 			return fmt.Errorf("%w: %v", cerr, err)
 		}
-		if rerr := body.Err(); rerr != nil && ctx.Err() == nil {
+		if rerr := src.Err(); rerr != nil && ctx.Err() == nil {
 			return rerr // the source failed, not the server
 		}
 		return s.translateError(err)
@@ -252,6 +272,30 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error
 	}
 	return nil
 }
+
+// memBody is a single-request upload body that minio-go can rewind (it needs io.Seeker
+// and io.ReaderAt to resend) and that stops at cancellation like ctxReader: a server
+// that received every byte commits the object, whatever the client decided meanwhile.
+type memBody struct {
+	ctx context.Context
+	r   *bytes.Reader
+}
+
+func (m *memBody) Read(p []byte) (int, error) {
+	if err := m.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return m.r.Read(p)
+}
+
+func (m *memBody) ReadAt(p []byte, off int64) (int, error) {
+	if err := m.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return m.r.ReadAt(p, off)
+}
+
+func (m *memBody) Seek(offset int64, whence int) (int64, error) { return m.r.Seek(offset, whence) }
 
 // Get returns an error wrapping ErrNotFound if the object does not exist. It uses the
 // low-level GET so that errors surface here, not on the first Read.
@@ -296,6 +340,8 @@ func (s *S3) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 // List pages through ListObjectsV2 (1000 keys a page), so memory does not grow with the
 // number of objects. S3 returns keys in UTF-8 byte order; List checks that, because the
 // retry wrapper resumes listings by key and would skip objects on a server that does not.
+// Keys that other tools wrote and that are not valid keys here ("a//b") are listed as they
+// are, so that a caller can report them; Get and Stat refuse them with ErrInvalidKey.
 func (s *S3) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
 	if err := validatePrefix(prefix); err != nil {
 		return err
@@ -410,7 +456,9 @@ func (s *S3) translateError(err error) error {
 	}
 	var urlErr *url.Error
 	if errors.As(err, &urlErr) && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)) {
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		// minio-go replaces any transport error mentioning EOF with this text.
+		strings.Contains(urlErr.Err.Error(), "Connection closed by foreign host")) {
 		return Transient(err) // the server closed the connection mid-request
 	}
 	return err

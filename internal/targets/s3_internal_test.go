@@ -54,6 +54,7 @@ func TestTranslateError(t *testing.T) {
 		{"connection refused", &url.Error{Op: "Put", URL: "http://x", Err: &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}}, nil, true, ""},
 		{"connection reset", &url.Error{Op: "Put", URL: "http://x", Err: syscall.ECONNRESET}, nil, true, ""},
 		{"closed mid-response", &url.Error{Op: "Get", URL: "http://x", Err: io.ErrUnexpectedEOF}, nil, true, ""},
+		{"closed, as minio-go says it", &url.Error{Op: "Get", URL: "http://x", Err: errors.New("Connection closed by foreign host http://x. Retry again.")}, nil, true, ""},
 		{"unknown CA", &url.Error{Op: "Get", URL: "https://x", Err: x509.UnknownAuthorityError{}}, nil, false, "ca_file"},
 		{"no such host", &url.Error{Op: "Get", URL: "http://x", Err: &net.DNSError{Err: "no such host", Name: "x", IsNotFound: true}}, nil, false, "endpoint"},
 		{"cancelled", fmt.Errorf("put: %w", context.Canceled), context.Canceled, false, ""},
