@@ -69,7 +69,10 @@ step "starting the test servers (scripts/testenv.sh start)"
 scripts/testenv.sh start --started-file "$started_file"
 
 step "go vet ${pkgs[*]}"
-go vet "${pkgs[@]}"
+if ! go vet "${pkgs[@]}"; then
+	step "go vet failed; not running the tests"
+	exit 1
+fi
 
 step "go test ${test_args[*]}"
 set +e

@@ -55,6 +55,7 @@ REGION=us-east-1
 
 SERVERS=(minio versitygw mailpit toxiproxy)
 WAIT_SECONDS="${BACKUPD_TESTENV_WAIT:-60}"
+STARTED_FILE=""
 
 say() { printf 'testenv: %s\n' "$*" >&2; }
 die() { printf 'testenv: error: %s\n' "$*" >&2; exit 1; }
@@ -234,7 +235,8 @@ launch() {
 	echo $! >"$RUN/$name.pid"
 	wait_for "$name" "$log" "$!"
 	say "$name: started (pid $(cat "$RUN/$name.pid"), log $log)"
-	STARTED+=("$name")
+	# Recorded at once, so that a caller can stop it even if a later server fails.
+	[ -z "$STARTED_FILE" ] || echo "$name" >>"$STARTED_FILE"
 }
 
 start_server() {
@@ -328,14 +330,14 @@ cmd_start() {
 	command -v curl >/dev/null 2>&1 || die "curl is needed to check the servers; apt-get install curl"
 	lock start
 	mkdir -p "$RUN"
-	STARTED=()
+	STARTED_FILE="$started_file"
+	[ -z "$STARTED_FILE" ] || : >"$STARTED_FILE"
 	start_mariadb
 	local s
 	for s in "${SERVERS[@]}"; do
 		start_server "$s"
 	done
 	write_env
-	[ -z "$started_file" ] || printf '%s\n' "${STARTED[@]}" >"$started_file"
 	say "ready; addresses in $ENV_FILE"
 }
 

@@ -100,10 +100,8 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader, size int64) erro
 		tmp string
 	)
 	for attempt := 0; ; attempt++ {
-		if parent != "." {
-			if err := root.MkdirAll(parent, dirPerm); err != nil {
-				return d.dirError(err)
-			}
+		if err := mkdirAllSync(root, parent); err != nil {
+			return d.dirError(err)
 		}
 		tmp = path.Join(parent, tmpPrefix+randomHex())
 		f, err = root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
@@ -146,6 +144,33 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader, size int64) erro
 		return d.dirError(err)
 	}
 	return nil
+}
+
+// mkdirAllSync is MkdirAll that also syncs the parent of every directory it creates: a
+// synced rename is only durable if the directories leading to it are, or a crash could
+// keep a set's manifest and lose a directory of its data.
+func mkdirAllSync(root *os.Root, dir string) error {
+	if dir == "." {
+		return nil
+	}
+	fi, err := root.Stat(dir)
+	if err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("mkdir %s: %w", dir, syscall.ENOTDIR)
+		}
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	parent := path.Dir(dir)
+	if err := mkdirAllSync(root, parent); err != nil {
+		return err
+	}
+	if err := root.Mkdir(dir, dirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return syncDir(root, parent)
 }
 
 func syncDir(root *os.Root, dir string) error {

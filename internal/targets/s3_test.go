@@ -7,13 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/backupd/backupd/internal/targets"
 	"github.com/backupd/backupd/internal/targets/targettest"
@@ -42,23 +40,7 @@ func randomName(prefix string) string {
 
 // rawClient talks to the server without our code in between, to check what is really
 // stored and to clean up.
-func rawClient(t *testing.T, srv testenv.S3) *minio.Client {
-	t.Helper()
-	u, err := url.Parse(srv.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := minio.New(u.Host, &minio.Options{
-		Creds:        credentials.NewStaticV4(srv.AccessKey, srv.SecretKey, ""),
-		Secure:       u.Scheme == "https",
-		Region:       srv.Region,
-		BucketLookup: minio.BucketLookupPath,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func rawClient(t *testing.T, srv testenv.S3) *minio.Client { return testenv.S3Client(t, srv) }
 
 // newBucket creates a bucket for this test run only and removes it, with all it holds,
 // when the test ends, so runs never see each other's objects.
