@@ -7,7 +7,7 @@ import (
 )
 
 // TestChecksumProperties checks the checksum on real tables: independent of row order, not
-// fooled by duplicate rows, NULL vs '' vs 'NULL' and column boundaries, and changed by any
+// fooled by duplicate rows, NULL vs ” vs 'NULL' and column boundaries, and changed by any
 // change of one value.
 func TestChecksumProperties(t *testing.T) {
 	db, _ := openRoot(t)

@@ -1,12 +1,14 @@
 package dump
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 
@@ -36,6 +38,9 @@ func openDB(dsn string) (*sql.DB, *mysql.Config, error) {
 	for _, k := range []string{"time_zone", "sql_mode", "charset", "character_set_results", "collation_connection"} {
 		delete(cfg.Params, k)
 	}
+	// The driver reads the socket 4 KiB at a time; a dump streams gigabytes, so read through a
+	// larger buffer (one read system call per 256 KiB instead of per 4 KiB).
+	cfg.DialFunc = dialBuffered
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open connector: %w", err)
@@ -197,3 +202,24 @@ const (
 	errParse               = 1064
 	errCommandNotSupported = 1235
 )
+
+// readBufferSize is the socket read buffer of every dump connection.
+const readBufferSize = 256 << 10
+
+func dialBuffered(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer // TCP keep-alive on by default
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &bufferedConn{Conn: c, r: bufio.NewReaderSize(c, readBufferSize)}, nil
+}
+
+// bufferedConn is a net.Conn whose reads go through a buffer; deadlines and writes go to the
+// connection itself.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,10 +172,85 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func dsnWithoutDB(dsn string) string { return dsn }
-
-var _ = fmt.Sprint
-
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// restoreWithLoader loads a dump the way backupd's own restorer must: every object in its own
+// session, split with ReadStatements, statements sent unchanged; data objects in parallel.
+func restoreWithLoader(t testing.TB, dsn, dir string, res *Result, rename map[string]string) {
+	t.Helper()
+	ldb, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ldb.Close()
+	ctx := context.Background()
+	load := func(key, database string) error {
+		conn, err := ldb.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		defer conn.Raw(func(any) error { return driver.ErrBadConn }) // the session was changed
+		if database != "" {
+			if _, err := conn.ExecContext(ctx, "USE "+quoteIdent(database)); err != nil {
+				return err
+			}
+		}
+		f, err := os.Open(filepath.Join(dir, filepath.FromSlash(key)))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		return ReadStatements(f, func(s []byte) error {
+			if _, err := conn.ExecContext(ctx, string(s)); err != nil {
+				return fmt.Errorf("%s: %w in %.200s", key, err, s)
+			}
+			return nil
+		})
+	}
+	target := func(db Database) string {
+		if n, ok := rename[db.Name]; ok {
+			return n
+		}
+		return db.Name
+	}
+	for _, phase := range []string{PhaseSchema, PhaseData, PhasePost} {
+		var wg sync.WaitGroup
+		errs := make(chan error, 1000)
+		for _, db := range res.Databases {
+			for _, o := range db.Objects {
+				if o.Phase != phase {
+					continue
+				}
+				if o.Kind == KindDatabase {
+					if n := target(db); n != db.Name {
+						mustExec(t, ldb, "CREATE DATABASE "+quoteIdent(n)+" CHARACTER SET "+db.Charset+" COLLATE "+db.Collation)
+					} else if err := load(o.Key, ""); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				if phase != PhaseData {
+					if err := load(o.Key, target(db)); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := load(o.Key, target(db)); err != nil {
+						errs <- err
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
 }

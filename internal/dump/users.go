@@ -10,6 +10,12 @@ import (
 // target's own.
 var skippedAccounts = map[string]bool{
 	"root": true, "mariadb.sys": true, "mysql.sys": true, "mysql.session": true, "mysql.infoschema": true,
+	"debian-sys-maint": true,
+	"mysql@localhost":  true, // Debian's MariaDB packaging creates it (unix_socket)
+}
+
+func skipAccount(user, host string) bool {
+	return skippedAccounts[user] || skippedAccounts[user+"@"+host]
 }
 
 // writeUsers writes roles, users (with their authentication) and grants as one object, loaded
@@ -35,7 +41,7 @@ func (d *dumper) writeUsers(ctx context.Context) error {
 			rows.Close()
 			return fmt.Errorf("list users: %w", err)
 		}
-		if !skippedAccounts[a.user] {
+		if !skipAccount(a.user, a.host) {
 			accts = append(accts, a)
 		}
 	}
