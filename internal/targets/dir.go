@@ -123,7 +123,7 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader, size int64) erro
 		}
 	}()
 
-	if _, err := io.Copy(f, &ctxReader{ctx: ctx, r: newExactReader(r, size)}); err != nil {
+	if _, err := io.Copy(f, newCtxReader(ctx, newExactReader(r, size))); err != nil {
 		return d.dirError(err)
 	}
 	if err := f.Sync(); err != nil {
@@ -191,18 +191,23 @@ func randomHex() string {
 // ctxReader makes a copy stop at cancellation. It checks after each read too and then
 // withholds the bytes just read: an upload whose source was cancelled must not be able to
 // hand its consumer the last bytes, since an HTTP server commits the object once it has
-// them all, whatever the client thinks of the request by then.
+// them all, whatever the client thinks of the request by then. It holds ctx.Err, not the
+// context, and lives only as long as the call that made it.
 type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
+	cancelled func() error
+	r         io.Reader
+}
+
+func newCtxReader(ctx context.Context, r io.Reader) *ctxReader {
+	return &ctxReader{cancelled: ctx.Err, r: r}
 }
 
 func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
+	if err := c.cancelled(); err != nil {
 		return 0, err
 	}
 	n, err := c.r.Read(p)
-	if cerr := c.ctx.Err(); cerr != nil {
+	if cerr := c.cancelled(); cerr != nil {
 		return 0, cerr
 	}
 	return n, err

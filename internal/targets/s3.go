@@ -239,7 +239,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error
 	}
 	partSize := s.uploadPartSize(size)
 	src := newExactReader(r, size)
-	var body io.Reader = &ctxReader{ctx: ctx, r: src}
+	var body io.Reader = newCtxReader(ctx, src)
 	if size <= partSize {
 		buf := make([]byte, size)
 		if _, err := io.ReadFull(body, buf); err != nil {
@@ -251,7 +251,7 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error
 				return err
 			}
 		}
-		body = &memBody{ctx: ctx, r: bytes.NewReader(buf)}
+		body = &memBody{cancelled: ctx.Err, r: bytes.NewReader(buf)}
 	}
 	info, err := s.client.PutObject(ctx, s.bucket, s.object(key), body, size,
 		minio.PutObjectOptions{
@@ -277,19 +277,19 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error
 // and io.ReaderAt to resend) and that stops at cancellation like ctxReader: a server
 // that received every byte commits the object, whatever the client decided meanwhile.
 type memBody struct {
-	ctx context.Context
-	r   *bytes.Reader
+	cancelled func() error
+	r         *bytes.Reader
 }
 
 func (m *memBody) Read(p []byte) (int, error) {
-	if err := m.ctx.Err(); err != nil {
+	if err := m.cancelled(); err != nil {
 		return 0, err
 	}
 	return m.r.Read(p)
 }
 
 func (m *memBody) ReadAt(p []byte, off int64) (int, error) {
-	if err := m.ctx.Err(); err != nil {
+	if err := m.cancelled(); err != nil {
 		return 0, err
 	}
 	return m.r.ReadAt(p, off)
