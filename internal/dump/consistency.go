@@ -294,7 +294,7 @@ func (d *dumper) snapshotBackupStage(ctx context.Context) (err error) {
 	// END, so what is read now is what they hold at the snapshot.
 	if nt := d.nonTransactional(); len(nt) > 0 {
 		d.log.Info("dumping non-transactional tables while their writes are blocked", "tables", len(nt))
-		if err := d.dumpTables(ctx, d.workers, nt); err != nil {
+		if err := d.dumpTables(ctx, d.workers, nt); err != nil { // planned on a worker: the control connection holds the lock
 			return err
 		}
 	}
@@ -374,6 +374,7 @@ func (d *dumper) snapshotFTWRL(ctx context.Context) error {
 	d.res.Consistency.LockHeldMS = ms(time.Since(lockedAt))
 	d.log.Info("consistent snapshot taken", "mode", ModeFTWRL, "writes_blocked", time.Since(lockedAt).Round(time.Microsecond))
 	d.warnNonTransactional()
+	d.res.Consistency.NonTransactionalConsistent = len(d.nonTransactional()) == 0
 	return nil
 }
 
@@ -399,6 +400,7 @@ func (d *dumper) snapshotSingle(ctx context.Context) error {
 		return err
 	}
 	d.warnNonTransactional()
+	d.res.Consistency.NonTransactionalConsistent = len(d.nonTransactional()) == 0
 	return nil
 }
 

@@ -31,6 +31,9 @@ func (d *dumper) readDefinitions(ctx context.Context) error {
 			if t.create = m[col]; len(t.create) == 0 {
 				return fmt.Errorf("read definition of %s: the server returned none", t.qualified())
 			}
+			if t.typ == TypeTable {
+				t.create = unqualifySequenceCalls(t.create, db.Name)
+			}
 		}
 		if err := d.readViews(ctx, db); err != nil {
 			return err
@@ -491,4 +494,39 @@ func (d *dumper) putObject(ctx context.Context, list *[]Object, obj Object, text
 		*list = append(*list, obj)
 	}
 	return nil
+}
+
+// unqualifySequenceCalls removes the table's own database from NEXTVAL/LASTVAL calls in a
+// CREATE TABLE (MariaDB prints DEFAULT nextval(`db`.`seq`) fully qualified), so the table can
+// be created in a database of another name and draws from that database's sequence.
+func unqualifySequenceCalls(create []byte, db string) []byte {
+	qual := []byte(quoteIdent(db) + ".")
+	var out []byte
+	for i := 0; i < len(create); i++ {
+		c := create[i]
+		if c == '\'' || c == '"' {
+			j := i + 1
+			for ; j < len(create); j++ {
+				if create[j] == '\\' {
+					j++
+				} else if create[j] == c {
+					if j+1 < len(create) && create[j+1] == c {
+						j++
+						continue
+					}
+					break
+				}
+			}
+			out = append(out, create[i:min(j+1, len(create))]...)
+			i = j
+			continue
+		}
+		out = append(out, c)
+		for _, fn := range []string{"nextval(", "lastval("} {
+			if c == '(' && len(out) >= len(fn) && bytes.EqualFold(out[len(out)-len(fn):], []byte(fn)) && bytes.HasPrefix(create[i+1:], qual) {
+				i += len(qual)
+			}
+		}
+	}
+	return out
 }

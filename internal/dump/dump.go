@@ -69,7 +69,7 @@ func (e *RowTooLargeError) Error() string {
 	if e.Key != "" {
 		key = " (key " + e.Key + ")"
 	}
-	return fmt.Sprintf("dump table %s: a row%s needs a %d-byte INSERT statement but max_allowed_packet is %d bytes; raise max_allowed_packet to at least %d on this server and on every server you restore to",
+	return fmt.Sprintf("table %s: a row%s needs a %d-byte INSERT statement but max_allowed_packet is %d bytes; raise max_allowed_packet to at least %d on this server and on every server you restore to",
 		qualified(e.Database, e.Table), key, e.StatementBytes, e.MaxAllowed, e.StatementBytes+packetMargin)
 }
 
@@ -184,8 +184,23 @@ func (d *dumper) run(ctx context.Context, cancel context.CancelCauseFunc) error 
 		return err
 	}
 
-	// The snapshot is taken and every lock released. Schema objects are written by the control
-	// connection while the workers dump the data.
+	// The snapshot is taken and every lock released. The control connection plans the chunks,
+	// then writes the schema objects while the workers dump the data.
+	if _, err := d.control.conn.ExecContext(ctx, fmt.Sprintf("SET SESSION lock_wait_timeout = %d", max(1, int(d.opts.LockWaitTimeout.Seconds())))); err != nil {
+		return fmt.Errorf("set lock_wait_timeout: %w", err)
+	}
+	var rest []*table
+	for _, db := range d.dbs {
+		for _, t := range db.tables {
+			if t.typ == TypeTable && !d.dumped[t] {
+				rest = append(rest, t)
+			}
+		}
+	}
+	chunks, err := d.planTables(ctx, d.control, rest)
+	if err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	var schemaErr error
 	wg.Add(1)
@@ -196,15 +211,7 @@ func (d *dumper) run(ctx context.Context, cancel context.CancelCauseFunc) error 
 			cancel(err)
 		}
 	}()
-	var rest []*table
-	for _, db := range d.dbs {
-		for _, t := range db.tables {
-			if t.typ == TypeTable && !d.dumped[t] {
-				rest = append(rest, t)
-			}
-		}
-	}
-	dataErr := d.dumpTables(ctx, d.workers, rest)
+	dataErr := d.dumpChunks(ctx, d.workers, chunks)
 	if dataErr != nil {
 		cancel(dataErr)
 	}
@@ -216,8 +223,10 @@ func (d *dumper) run(ctx context.Context, cancel context.CancelCauseFunc) error 
 		return schemaErr
 	}
 	for _, w := range d.workers {
+		// Everything is written; a worker that sat idle past wait_timeout may be gone, which
+		// ends its snapshot just the same.
 		if _, err := w.conn.ExecContext(ctx, "COMMIT"); err != nil {
-			return fmt.Errorf("end snapshot: %w", err)
+			d.log.Warn("end snapshot", "err", err)
 		}
 	}
 	d.assemble()
@@ -345,11 +354,21 @@ type chunkTask struct {
 	est int64
 }
 
-// dumpTables plans and dumps the data of tables on the given sessions.
+// dumpTables plans and dumps the data of tables, planning on the first session.
 func (d *dumper) dumpTables(ctx context.Context, sessions []*session, tables []*table) error {
-	var mu sync.Mutex
+	chunks, err := d.planTables(ctx, sessions[0], tables)
+	if err != nil {
+		return err
+	}
+	return d.dumpChunks(ctx, sessions, chunks)
+}
+
+// planTables splits tables into chunks. It reads MIN and MAX outside any snapshot, so it does
+// not leave a metadata lock on every table for the length of the dump (which would make any
+// schema change wait for the dump, and the application wait behind it); the first and last
+// ranges are open, so rows outside those bounds are still dumped.
+func (d *dumper) planTables(ctx context.Context, s *session, tables []*table) ([]chunkTask, error) {
 	var chunks []chunkTask
-	var plan []task
 	for _, t := range tables {
 		d.dumped[t] = true
 		if t.noData != "" {
@@ -359,25 +378,22 @@ func (d *dumper) dumpTables(ctx context.Context, sessions []*session, tables []*
 			chunks = append(chunks, chunkTask{t: t, est: estimateBytes(t.rows, t.avgRowLength, t.dataLength)})
 			continue
 		}
-		plan = append(plan, func(ctx context.Context, s *session) error {
-			in, err := d.keyBounds(ctx, s, t)
-			if err != nil {
-				return err
-			}
-			ranges := planChunks(in)
-			est := estimateBytes(t.rows, t.avgRowLength, t.dataLength) / int64(len(ranges))
-			mu.Lock()
-			for _, r := range ranges {
-				chunks = append(chunks, chunkTask{t: t, r: r, est: est})
-			}
-			mu.Unlock()
-			return nil
-		})
+		in, err := d.keyBounds(ctx, s, t)
+		if err != nil {
+			return nil, err
+		}
+		ranges := planChunks(in)
+		est := estimateBytes(t.rows, t.avgRowLength, t.dataLength) / int64(len(ranges))
+		for _, r := range ranges {
+			chunks = append(chunks, chunkTask{t: t, r: r, est: est})
+		}
 	}
-	if err := runTasks(ctx, sessions, plan); err != nil {
-		return err
-	}
-	// Largest first, so one big table does not finish alone at the end.
+	return chunks, nil
+}
+
+// dumpChunks dumps chunks on the sessions, largest first, so one big table does not finish
+// alone at the end.
+func (d *dumper) dumpChunks(ctx context.Context, sessions []*session, chunks []chunkTask) error {
 	sort.SliceStable(chunks, func(i, j int) bool { return chunks[i].est > chunks[j].est })
 	tasks := make([]task, len(chunks))
 	for i, c := range chunks {
@@ -386,13 +402,13 @@ func (d *dumper) dumpTables(ctx context.Context, sessions []*session, tables []*
 	return runTasks(ctx, sessions, tasks)
 }
 
-// keyBounds reads MIN and MAX of the chunk key inside the session's snapshot.
+// keyBounds reads MIN and MAX of the chunk key.
 func (d *dumper) keyBounds(ctx context.Context, s *session, t *table) (planInput, error) {
 	in := planInput{Rows: t.rows, AvgRowLength: t.avgRowLength, DataLength: t.dataLength, ChunkBytes: d.opts.ChunkBytes}
 	k := quoteIdent(t.cols[t.keyIdx].Name)
 	var lo, hi sql.NullString
 	if err := s.conn.QueryRowContext(ctx, "SELECT MIN("+k+"), MAX("+k+") FROM "+t.qualified()).Scan(&lo, &hi); err != nil {
-		return in, fmt.Errorf("dump table %s: read key range: %w", t.qualified(), err)
+		return in, fmt.Errorf("table %s: read key range: %w", t.qualified(), explainDDL(err))
 	}
 	if !lo.Valid || !hi.Valid {
 		in.Empty = true
@@ -403,7 +419,7 @@ func (d *dumper) keyBounds(ctx context.Context, s *session, t *table) (planInput
 		in.Max, err = parseKey(hi.String, t.keyUnsigned)
 	}
 	if err != nil {
-		return in, fmt.Errorf("dump table %s: key range: %w", t.qualified(), err)
+		return in, fmt.Errorf("table %s: key range: %w", t.qualified(), err)
 	}
 	return in, nil
 }
@@ -427,13 +443,14 @@ func (d *dumper) dumpChunk(ctx context.Context, s *session, t *table, r keyRange
 			q += " WHERE " + w
 		}
 	}
+	began := time.Now()
 	tw := d.newTableWriter(t)
 	var acc sumAcc
 	h := newRowHasher()
 	row := make([]byte, 0, 1024)
 	err := rawQuery(ctx, s.conn, q, func(dest []driver.Value) error {
 		if err := h.add(&acc, dest, t.cols); err != nil {
-			return fmt.Errorf("dump table %s: %w", t.qualified(), err)
+			return fmt.Errorf("table %s: %w", t.qualified(), err)
 		}
 		row = append(row[:0], '(')
 		for j, ci := range t.insertIdx {
@@ -442,7 +459,7 @@ func (d *dumper) dumpChunk(ctx context.Context, s *session, t *table, r keyRange
 			}
 			var err error
 			if row, err = appendLiteral(row, dest[ci], &t.cols[ci]); err != nil {
-				return fmt.Errorf("dump table %s: %w", t.qualified(), err)
+				return fmt.Errorf("table %s: %w", t.qualified(), err)
 			}
 		}
 		row = append(row, ')')
@@ -465,10 +482,11 @@ func (d *dumper) dumpChunk(ctx context.Context, s *session, t *table, r keyRange
 	if err != nil {
 		tw.abort(err)
 		if !strings.Contains(err.Error(), t.qualified()) {
-			err = fmt.Errorf("dump table %s: %w", t.qualified(), err)
+			err = fmt.Errorf("table %s: %w", t.qualified(), explainDDL(err))
 		}
 		return err
 	}
+	d.log.Debug("chunk dumped", "table", t.qualified(), "range", r.where("key", t.keyUnsigned), "rows", acc.rows, "objects", len(tw.objects), "duration", time.Since(began).Round(time.Millisecond))
 	t.mu.Lock()
 	t.acc.add(acc)
 	t.objects = append(t.objects, tw.objects...)
@@ -669,4 +687,13 @@ func (d *dumper) assemble() {
 		res.Bytes += res.Users.Bytes
 	}
 	res.FinishedAt = time.Now().UTC()
+}
+
+// explainDDL turns the errors a concurrent schema change causes into advice.
+func explainDDL(err error) error {
+	switch mysqlErrorNumber(err) {
+	case 1146, 1412: // ER_NO_SUCH_TABLE, ER_TABLE_DEF_CHANGED
+		return fmt.Errorf("%w (the table was dropped, renamed or altered after the snapshot was taken: run the backup again when no schema migration is running)", err)
+	}
+	return err
 }

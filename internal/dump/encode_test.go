@@ -222,3 +222,11 @@ func TestQuotedIdentifiersAndViewOrder(t *testing.T) {
 		t.Errorf("orderViews: got %s, want %s", got, want)
 	}
 }
+
+func TestUnqualifySequenceCalls(t *testing.T) {
+	in := "CREATE TABLE `t` (\n  `id` int DEFAULT nextval(`d``b`.`s`),\n  `x` int DEFAULT LASTVAL(`d``b`.`s`),\n  `o` int DEFAULT nextval(`other`.`s`),\n  `c` varchar(30) DEFAULT 'nextval(`d``b`.`s`)'\n)"
+	want := "CREATE TABLE `t` (\n  `id` int DEFAULT nextval(`s`),\n  `x` int DEFAULT LASTVAL(`s`),\n  `o` int DEFAULT nextval(`other`.`s`),\n  `c` varchar(30) DEFAULT 'nextval(`d``b`.`s`)'\n)"
+	if got := string(unqualifySequenceCalls([]byte(in), "d`b")); got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}

@@ -82,7 +82,7 @@ type Consistency struct {
 	// (backup_stage only: they are dumped during BACKUP STAGE FLUSH).
 	NonTransactionalWritesBlockedMS float64 `json:"non_transactional_writes_blocked_ms,omitempty"`
 	// NonTransactionalConsistent is false when non-transactional tables were read outside the
-	// snapshot and may not match the rest of the dump.
+	// snapshot and may not match the rest of the dump (true when there are none).
 	NonTransactionalConsistent bool `json:"non_transactional_consistent"`
 }
 

@@ -286,6 +286,10 @@ func TestRoundTrip(t *testing.T) {
 	if err := db.QueryRow("SELECT COUNT(*) FROM " + qualified(other, "view `quoted` ü")).Scan(&got); err != nil || got != 2 {
 		t.Errorf("view on views in the renamed database: got %d rows (%v), want 2", got, err)
 	}
+	var create string
+	if err := db.QueryRow("SHOW CREATE TABLE "+qualified(other, "uses_seq")).Scan(&s, &create); err != nil || !strings.Contains(create, "nextval("+quoteIdent(other)+".") {
+		t.Errorf("renamed database: uses_seq draws from %q (%v), want its own database's sequence", create, err)
+	}
 	_ = ctx
 }
 
