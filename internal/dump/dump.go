@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -288,7 +289,13 @@ func (d *dumper) discoverAll(ctx context.Context) error {
 	}
 	d.dbs = dbs
 	for _, db := range dbs {
+		if strings.ContainsAny(db.Name, "\r\n") {
+			d.warn(fmt.Sprintf("database %s has a line break in its name: statements naming it span lines, which line-based loaders must handle", quoteIdent(db.Name)))
+		}
 		for _, t := range db.tables {
+			if strings.ContainsAny(t.name, "\r\n") || slices.ContainsFunc(t.cols, func(c column) bool { return strings.ContainsAny(c.Name, "\r\n") }) {
+				d.warn(fmt.Sprintf("table %s has a line break in its name or a column name: its INSERT statements span lines, which line-based loaders must handle", t.qualified()))
+			}
 			if t.systemVersioned {
 				d.warn(fmt.Sprintf("table %s is system-versioned: only its current rows are dumped, not its history", t.qualified()))
 			}

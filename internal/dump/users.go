@@ -49,6 +49,12 @@ func (d *dumper) writeUsers(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("list users: %w", err)
 	}
+	if d.info.Flavor == FlavorMySQL {
+		// MySQL prints binary password hashes raw unless asked for hex (8.0.17+).
+		if _, err := c.ExecContext(ctx, "SET SESSION print_identified_with_as_hex = ON"); err != nil {
+			d.log.Debug("print_identified_with_as_hex not available", "err", err)
+		}
+	}
 	var o objText
 	o.comment("backupd users, roles and grants (root and system accounts excluded); load with: mariadb < this-file, after every database")
 	o.stmtString("SET NAMES utf8mb4")
