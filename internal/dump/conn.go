@@ -50,11 +50,10 @@ func openDB(dsn string) (*sql.DB, *mysql.Config, error) {
 
 // redactDSNError keeps a DSN parse error from echoing the password back.
 func redactDSNError(err error) string {
-	s := err.Error()
-	if i := strings.Index(s, "@"); i >= 0 {
-		return "invalid DSN (details withheld because it may contain a password)"
+	if s := err.Error(); !strings.Contains(s, "@") {
+		return s
 	}
-	return s
+	return "invalid DSN (details withheld because it may contain a password)"
 }
 
 // serverInfo is what the dump learns about the server once.
@@ -66,15 +65,14 @@ type serverInfo struct {
 	Host        string
 	LogBin      bool
 	MaxPacket   int64
-	LowerCase   int
 	VersionFull string
 }
 
 func queryServerInfo(ctx context.Context, q querier) (serverInfo, error) {
 	var s serverInfo
 	var logBin sql.NullString
-	err := q.QueryRowContext(ctx, "SELECT VERSION(), @@version_comment, @@hostname, @@log_bin, @@max_allowed_packet, @@lower_case_table_names").
-		Scan(&s.VersionFull, new(sql.NullString), &s.Host, &logBin, &s.MaxPacket, &s.LowerCase)
+	err := q.QueryRowContext(ctx, "SELECT VERSION(), @@hostname, @@log_bin, @@max_allowed_packet").
+		Scan(&s.VersionFull, &s.Host, &logBin, &s.MaxPacket)
 	if err != nil {
 		return s, fmt.Errorf("read server version: %w", err)
 	}
@@ -198,7 +196,6 @@ const (
 	errSpecificAccess      = 1227 // ER_SPECIFIC_ACCESS_DENIED_ERROR: needs RELOAD etc.
 	errDBAccessDenied      = 1044
 	errTableAccessDenied   = 1142
-	errUnknownSystemVar    = 1193
 	errParse               = 1064
 	errCommandNotSupported = 1235
 )

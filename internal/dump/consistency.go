@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -54,7 +55,11 @@ func (e *LockTimeoutError) Error() string {
 			b.WriteString(")")
 		}
 	}
-	b.WriteString("; let it finish or stop it (KILL <id>), or raise the lock wait timeout, then run the backup again")
+	kill := "KILL <id>"
+	if len(e.Blockers) > 0 {
+		kill = fmt.Sprintf("KILL %d", e.Blockers[0].ID)
+	}
+	fmt.Fprintf(&b, "; let it finish or stop it (%s), or raise the lock wait timeout, then run the backup again", kill)
 	return b.String()
 }
 
@@ -174,6 +179,7 @@ const (
 func (d *dumper) lockStep(ctx context.Context, stmt string, watch blockerFilter, start, deadline time.Time) error {
 	writesOnly := watch != watchAll
 	warned := false
+	var lastLog time.Time
 	for {
 		var blockers []Blocker
 		if watch != watchNone {
@@ -187,7 +193,10 @@ func (d *dumper) lockStep(ctx context.Context, stmt string, watch blockerFilter,
 			}
 		}
 		if len(blockers) > 0 && time.Now().Before(deadline) {
-			d.log.Info("waiting for long-running statements before taking the lock", "lock", stmt, "blocker_id", blockers[0].ID, "blocker_user", blockers[0].User, "blocker_verb", blockers[0].Verb, "blocker_time", blockers[0].Time.Round(time.Second))
+			if time.Since(lastLog) > 5*time.Second {
+				lastLog = time.Now()
+				d.log.Info("waiting for long-running statements before taking the lock", "lock", stmt, "blocker_id", blockers[0].ID, "blocker_user", blockers[0].User, "blocker_verb", blockers[0].Verb, "blocker_time", blockers[0].Time.Round(time.Second))
+			}
 			if err := sleepCtx(ctx, min(250*time.Millisecond, time.Until(deadline))); err != nil {
 				return err
 			}
@@ -197,8 +206,11 @@ func (d *dumper) lockStep(ctx context.Context, stmt string, watch blockerFilter,
 		if err == nil {
 			return nil
 		}
+		if isPrivilegeError(err) {
+			return &privilegeError{stmt: stmt, err: err}
+		}
 		if mysqlErrorNumber(err) != errLockWaitTimeout {
-			return err
+			return fmt.Errorf("%s: %w", stmt, err)
 		}
 		if !time.Now().Before(deadline) {
 			e := &LockTimeoutError{Lock: stmt, Waited: time.Since(start)}
@@ -231,7 +243,16 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// isPrivilegeError reports whether err means the account may not take the global lock.
+// privilegeError means the account may not take the global lock.
+type privilegeError struct {
+	stmt string
+	err  error
+}
+
+func (e *privilegeError) Error() string { return e.stmt + ": " + e.err.Error() }
+func (e *privilegeError) Unwrap() error { return e.err }
+
+// isPrivilegeError reports whether err is a server's "access denied".
 func isPrivilegeError(err error) bool {
 	switch mysqlErrorNumber(err) {
 	case errSpecificAccess, errDBAccessDenied, errTableAccessDenied, 1045:
@@ -250,13 +271,15 @@ func (d *dumper) takeSnapshot(ctx context.Context) error {
 	}
 	if d.info.Flavor == FlavorMariaDB && d.info.atLeast(10, 4) {
 		err := d.snapshotBackupStage(ctx)
-		if err == nil || !isPrivilegeError(err) {
+		var pe *privilegeError
+		if !errors.As(err, &pe) {
 			return err
 		}
 		d.warn(fmt.Sprintf("the account may not run BACKUP STAGE (%v): dumping with one connection in a single consistent snapshot instead of %d; grant RELOAD for parallel dumps", err, d.opts.Threads))
 	} else {
 		err := d.snapshotFTWRL(ctx)
-		if err == nil || !isPrivilegeError(err) {
+		var pe *privilegeError
+		if !errors.As(err, &pe) {
 			return err
 		}
 		d.warn(fmt.Sprintf("the account may not run FLUSH TABLES WITH READ LOCK (%v): dumping with one connection in a single consistent snapshot instead of %d; grant RELOAD for parallel dumps", err, d.opts.Threads))

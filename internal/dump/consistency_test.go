@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -407,9 +406,6 @@ func TestMissingDatabaseIsAnError(t *testing.T) {
 		t.Errorf("Run: got %v, want an error naming the missing database", err)
 	}
 }
-
-var _ = os.Getenv
-var _ *sql.DB
 
 // ddlSink runs a statement (in its own session) when the first data object of a table is
 // created, and records how long it took.
