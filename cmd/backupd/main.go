@@ -6,6 +6,10 @@
 //	0  success
 //	1  the job failed (backup, restore, verify, drill): see the error printed
 //	2  usage or configuration error: fix the command line or the config file
+//	   (also: a missing or wrong identity, an unknown set, a destination that already holds
+//	   what a restore would create; the message says what to change)
+//	3  a target or the database server could not be reached before anything was changed:
+//	   check the network, endpoint or server and run the command again
 //	130 interrupted by SIGINT/SIGTERM before the job finished
 package main
 
@@ -28,6 +32,7 @@ const (
 	exitOK          = 0
 	exitJobFailed   = 1
 	exitUsage       = 2
+	exitUnreachable = 3
 	exitInterrupted = 130
 )
 
@@ -53,6 +58,20 @@ func (e *usageError) Error() string { return e.msg }
 func usageErrorf(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
+
+// operatorError is a problem the person fixes by changing what they asked for (another key, set
+// or flag) that needs no --help hint; main prints it as one line and exits 2.
+type operatorError struct{ err error }
+
+func (e *operatorError) Error() string { return e.err.Error() }
+func (e *operatorError) Unwrap() error { return e.err }
+
+// unreachableError marks a target or server that could not be reached before the command
+// changed anything; main exits 3, which a script may retry.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -87,6 +106,8 @@ func exitCode(ctx context.Context, stderr io.Writer, name string, err error) int
 	}
 	var ue *usageError
 	var ve *config.ValidationError
+	var oe *operatorError
+	var unr *unreachableError
 	switch {
 	case errors.Is(err, errHelpShown):
 		return exitOK
@@ -99,6 +120,12 @@ func exitCode(ctx context.Context, stderr io.Writer, name string, err error) int
 	case ctx.Err() != nil:
 		fmt.Fprintf(stderr, "backupd %s: interrupted: %v\n", name, err)
 		return exitInterrupted
+	case errors.As(err, &unr):
+		fmt.Fprintf(stderr, "backupd %s: %v\n", name, err)
+		return exitUnreachable
+	case errors.As(err, &oe):
+		fmt.Fprintf(stderr, "backupd %s: %v\n", name, err)
+		return exitUsage
 	default:
 		fmt.Fprintf(stderr, "backupd %s: %v\n", name, err)
 		return exitJobFailed
@@ -120,5 +147,5 @@ func printHelp(w io.Writer) {
 		fmt.Fprintf(w, "  %-13s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Exit codes: 0 ok, 1 the job failed, 2 usage or config error, 130 interrupted.")
+	fmt.Fprintln(w, "Exit codes: 0 ok, 1 the job failed, 2 usage or config error, 3 a server could not be reached, 130 interrupted.")
 }

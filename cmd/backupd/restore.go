@@ -1,0 +1,332 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/backupd/backupd/internal/backup"
+	"github.com/backupd/backupd/internal/backupset"
+	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/keys"
+	"github.com/backupd/backupd/internal/restore"
+	"github.com/backupd/backupd/internal/targets"
+)
+
+func init() {
+	register(&command{name: "restore", summary: "restore a set's databases (or some tables) into a MySQL/MariaDB server, verified", run: runRestore})
+}
+
+// The confirmation prompt reads stdin; tests replace these.
+var (
+	restoreStdin                = io.Reader(os.Stdin)
+	restoreStdinIsTerminal      = func() bool { return term.IsTerminal(int(os.Stdin.Fd())) }
+	restoreNow                  = time.Now
+	restoreProgressEvery        = 2 * time.Second
+	restoreProgressLogEvery     = 30 * time.Second
+	restoreTargetRetry          = targets.RetryPolicy{}
+	errRestoreNeedsConfirmation = errors.New("refusing to restore without confirmation: there is no terminal to ask on; pass --yes to confirm, or --dry-run to see the plan")
+)
+
+const restoreUsage = `--to DSN [--config FILE] [--policy NAME] [--set ID | --before TIME]
+       [--database SRC [--as DEST]] [--tables db.t1,db.t2] [--from TARGET] [--threads N]
+       [--identity FILE] [--drop-existing] [--users] [--dry-run] [--yes] [--no-verify]
+
+Restores the newest committed set (or --set, or the newest finished before --before) into the
+server --to names. Nothing in the destination is changed unless the plan is confirmed: on a
+terminal it is shown and you are asked; otherwise --yes is required. Anything the restore
+would create that already exists stops it, unless --drop-existing. Every restored table's row
+count and checksum are compared with the backup; until that has passed, each destination
+database holds a table ` + restore.MarkerTable + ` saying the restore is incomplete.
+See docs/restore.md for the runbook.`
+
+func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("restore", restoreUsage, stdout)
+	cfgPath := fs.String("config", "", "config file (default: the embedded default config)")
+	policy := fs.String("policy", "", "policy name (may be omitted when the config has one policy)")
+	to := fs.String("to", "", "destination server DSN, without a database: user:password@tcp(host:3306)/ (required; the password is never printed)")
+	setID := fs.String("set", "", "set ID to restore (default: the newest committed set)")
+	before := fs.String("before", "", "restore the newest set finished before TIME: 2026-11-27T03:00:00Z, '2026-11-27 03:00' (local time), 2026-11-27, or a duration ago such as 2h")
+	database := fs.String("database", "", "restore only this database of the set")
+	as := fs.String("as", "", "restore the database under this name (needs --database when the set has several)")
+	tables := fs.String("tables", "", "restore only these tables, views or sequences (comma-separated db.table), leaving the rest of the destination database alone")
+	from := fs.String("from", "", "read from this target first (default: the policy's order)")
+	threads := fs.Int("threads", runtime.NumCPU(), "loader connections (and downloads ahead)")
+	identity := fs.String("identity", "", "age identity file (default: encryption.identity_file)")
+	dropExisting := fs.Bool("drop-existing", false, "drop the tables, views, routines, triggers and events the restore would create again, instead of refusing")
+	users := fs.Bool("users", false, "also restore the set's users, roles and grants (when it has them)")
+	dryRun := fs.Bool("dry-run", false, "check everything, print the plan and exit without changing anything")
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	noVerify := fs.Bool("no-verify", false, "skip comparing row counts and checksums with the backup")
+	deferIndexes := fs.Bool("defer-indexes", true, "build secondary indexes after loading a table's rows (faster for large tables)")
+	verbose := fs.Bool("verbose", false, "log debug detail")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *to == "" {
+		return usageErrorf("--to is required: the server to restore into, e.g. --to 'root@tcp(127.0.0.1:3306)/'")
+	}
+	if *setID != "" && *before != "" {
+		return usageErrorf("--set and --before both choose the set: give one of them")
+	}
+	if *threads < 1 {
+		return usageErrorf("--threads must be at least 1")
+	}
+	var beforeTime time.Time
+	if *before != "" {
+		t, err := parseBefore(*before, restoreNow())
+		if err != nil {
+			return usageErrorf("--before: %v", err)
+		}
+		beforeTime = t
+	}
+	interactive := restoreStdinIsTerminal()
+	if !*dryRun && !*yes && !interactive {
+		return &operatorError{errRestoreNeedsConfirmation}
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	p, err := pickPolicy(cfg, *policy)
+	if err != nil {
+		return err
+	}
+	ids, err := keys.Identities(cfg, *identity)
+	if err != nil {
+		return &operatorError{fmt.Errorf("cannot load the private key to decrypt the set: %w", err)}
+	}
+	log := newLogger(stderr, *verbose)
+	dests, warns, err := openRestoreTargets(cfg, p, *from, log)
+	if err != nil {
+		return err
+	}
+	for _, w := range warns {
+		log.Warn(w)
+	}
+	var tableList []string
+	if *tables != "" {
+		tableList = strings.Split(*tables, ",")
+	}
+	spool := filepath.Join(cfg.StateDir, "spool")
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		spool = "" // the system temp directory
+	}
+	opts := restore.Options{
+		Policy:     p.Name,
+		Targets:    dests,
+		Set:        backupset.Query{ID: *setID, Before: beforeTime},
+		Identities: ids,
+		To:         *to,
+		Selection: restore.Selection{
+			Database: *database, As: *as, Tables: tableList, Users: *users,
+		},
+		Threads:      *threads,
+		DropExisting: *dropExisting,
+		NoVerify:     *noVerify,
+		SpoolDir:     spool,
+		Logger:       log,
+		Now:          restoreNow,
+	}
+	if !*deferIndexes {
+		opts.DeferIndexes = restore.DeferIndexesOff
+	}
+	if isTerminal(stderr) {
+		opts.Progress = progressPrinter(stderr)
+		opts.ProgressEvery = restoreProgressEvery
+	} else {
+		opts.Progress = progressLogger(log)
+		opts.ProgressEvery = restoreProgressLogEvery
+	}
+
+	plan, err := restore.Prepare(ctx, opts)
+	if err != nil {
+		return classifyRestoreError(err)
+	}
+	defer plan.Close()
+	plan.Describe(stdout, restoreNow())
+	if *dryRun {
+		fmt.Fprintln(stdout, "dry run: nothing was changed")
+		return nil
+	}
+	if !*yes {
+		if err := confirmRestore(stdout, plan); err != nil {
+			return err
+		}
+	}
+	res, err := plan.Execute(ctx)
+	printRestoreSummary(stdout, plan, res, err)
+	if err != nil {
+		return classifyRestoreError(err)
+	}
+	return nil
+}
+
+// openRestoreTargets opens the policy's targets with --from first. A dir target whose directory
+// does not exist (an unmounted backup disk) is left out with a warning, since it would otherwise
+// look like a target without sets; when nothing is left, that is the error.
+func openRestoreTargets(cfg *config.Config, p *config.Policy, from string, log *slog.Logger) ([]backupset.Dest, []string, error) {
+	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: log, Retry: restoreTargetRetry})
+	if err != nil {
+		return nil, nil, err
+	}
+	if from != "" {
+		i := -1
+		for j, d := range dests {
+			if d.Name == from {
+				i = j
+			}
+		}
+		if i < 0 {
+			return nil, nil, usageErrorf("--from %q is not a target of policy %s (it has %s)", from, p.Name, strings.Join(p.Targets, ", "))
+		}
+		dests = append([]backupset.Dest{dests[i]}, append(dests[:i:i], dests[i+1:]...)...)
+	}
+	var kept []backupset.Dest
+	var warns, missing []string
+	for _, d := range dests {
+		if tc := cfg.Targets[d.Name]; tc != nil && tc.Type == config.TargetDir {
+			if st, err := os.Stat(tc.Path); err != nil || !st.IsDir() {
+				msg := fmt.Sprintf("target %s: directory %s does not exist or cannot be read (is the backup disk mounted?)", d.Name, tc.Path)
+				missing = append(missing, msg)
+				warns = append(warns, msg+"; restoring from the other targets")
+				continue
+			}
+		}
+		kept = append(kept, d)
+	}
+	if len(kept) == 0 {
+		return nil, nil, &unreachableError{fmt.Errorf("no target of policy %s can be read: %s", p.Name, strings.Join(missing, "; "))}
+	}
+	return kept, warns, nil
+}
+
+// classifyRestoreError maps the restore's error kinds onto main's exit codes.
+func classifyRestoreError(err error) error {
+	err = restore.OneLine(err)
+	switch {
+	case errors.Is(err, context.Canceled):
+		return err
+	case errors.Is(err, restore.ErrUnreachable):
+		return &unreachableError{err}
+	case errors.Is(err, restore.ErrNoSet), errors.Is(err, restore.ErrWrongIdentity), errors.Is(err, restore.ErrExists),
+		errors.Is(err, restore.ErrDestination), errors.Is(err, restore.ErrSelection):
+		return &operatorError{err}
+	}
+	return err
+}
+
+// confirmRestore asks on the terminal.
+func confirmRestore(w io.Writer, plan *restore.Plan) error {
+	if len(plan.Drops) > 0 {
+		fmt.Fprintf(w, "\nThis first DROPS the %d object(s) listed above.\n", len(plan.Drops))
+	}
+	fmt.Fprint(w, "Type yes to restore: ")
+	line, err := bufio.NewReader(restoreStdin).ReadString('\n')
+	if err != nil && line == "" {
+		return &operatorError{errors.New("no answer: nothing was changed")}
+	}
+	if strings.TrimSpace(strings.ToLower(line)) != "yes" {
+		return &operatorError{errors.New("not confirmed: nothing was changed")}
+	}
+	return nil
+}
+
+// parseBefore reads --before: an RFC 3339 time, a local date and time, a local date, or a
+// duration meaning that long ago.
+func parseBefore(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if d, err := time.ParseDuration(s); err == nil {
+		if d <= 0 {
+			return time.Time{}, fmt.Errorf("%q: a duration must be positive (it means that long ago)", s)
+		}
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02 15:04", "2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time: use 2026-11-27T03:00:00Z, '2026-11-27 03:00' (local time), 2026-11-27 or a duration such as 90m", s)
+}
+
+// progressPrinter prints one plain line per report on a terminal.
+func progressPrinter(w io.Writer) func(restore.Progress) {
+	return func(p restore.Progress) {
+		if p.Phase == restore.PhaseDone {
+			return
+		}
+		pct := 0.0
+		if p.TotalBytes > 0 {
+			pct = 100 * float64(p.Bytes) / float64(p.TotalBytes)
+		}
+		rate := 0.0
+		if s := p.Elapsed.Seconds(); s > 0 {
+			rate = float64(p.Bytes) / s
+		}
+		eta := "-"
+		if p.ETA > 0 {
+			eta = p.ETA.String()
+		}
+		fmt.Fprintf(w, "restore: %-6s %s of %s (%.0f%%), tables %d/%d loaded, %d verified, %s/s, elapsed %s, ETA %s\n",
+			p.Phase, humanBytes(p.Bytes), humanBytes(p.TotalBytes), pct, p.TablesLoaded, p.Tables, p.TablesVerified,
+			humanBytes(int64(rate)), p.Elapsed.Round(time.Second), eta)
+	}
+}
+
+// progressLogger logs progress as JSON when there is no terminal.
+func progressLogger(log *slog.Logger) func(restore.Progress) {
+	return func(p restore.Progress) {
+		if p.Phase == restore.PhaseDone {
+			return
+		}
+		log.Info("restore progress", "phase", p.Phase, "bytes", p.Bytes, "total_bytes", p.TotalBytes,
+			"tables_loaded", p.TablesLoaded, "tables_verified", p.TablesVerified, "tables", p.Tables,
+			"elapsed_s", int(p.Elapsed.Seconds()), "eta_s", int(p.ETA.Seconds()))
+	}
+}
+
+func printRestoreSummary(w io.Writer, plan *restore.Plan, res *restore.Result, err error) {
+	if res == nil {
+		return
+	}
+	var dbs []string
+	for _, dp := range plan.Databases {
+		dbs = append(dbs, "`"+dp.Dest+"`")
+	}
+	status := "restored"
+	if err != nil {
+		status = "FAILED restoring"
+	}
+	fmt.Fprintf(w, "%s set %s into %s in %s: %d tables, %d rows, %s of SQL at %s/s (downloaded %s)\n",
+		status, res.SetID, strings.Join(dbs, ", "), res.Duration.Round(time.Millisecond), res.Tables, res.Rows,
+		humanBytes(res.Bytes), humanBytes(int64(res.Throughput())), humanBytes(res.Downloaded))
+	switch {
+	case !plan.Verify:
+		fmt.Fprintln(w, "  NOT verified (--no-verify)")
+	case err == nil:
+		fmt.Fprintf(w, "  verified: %d tables match the backup's row counts and checksums\n", res.Verified)
+	}
+	for _, m := range res.Mismatches {
+		fmt.Fprintf(w, "  MISMATCH: %s\n", m)
+	}
+	for _, f := range res.Fallbacks {
+		fmt.Fprintf(w, "  read from a fallback target: %s\n", f)
+	}
+	if len(res.Incomplete) > 0 {
+		fmt.Fprintf(w, "  left marked incomplete (table %s): %s\n", restore.MarkerTable, strings.Join(res.Incomplete, ", "))
+	}
+}
