@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/backupd/backupd/internal/backup"
+	"github.com/backupd/backupd/internal/humanize"
 )
 
 func init() {
@@ -30,7 +31,11 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	backup.Version = version
-	res, err := backup.Run(ctx, cfg, p, backup.Options{Logger: newLogger(stderr, *verbose)})
+	opts := backup.Options{Logger: newLogger(stderr, *verbose)}
+	if isTerminal(stderr) {
+		opts.Progress = stderr
+	}
+	res, err := backup.Run(ctx, cfg, p, opts)
 	printBackupSummary(stdout, res)
 	return err
 }
@@ -48,7 +53,7 @@ func printBackupSummary(w io.Writer, res *backup.Result) {
 		tables, rows := backup.Counts(res.Manifest)
 		m := res.Manifest
 		fmt.Fprintf(w, "  %d tables, %d rows, %s read, %s written (%d objects)\n", tables, rows,
-			humanBytes(m.PlainBytes()), humanBytes(m.Bytes()), len(m.Objects))
+			humanize.Bytes(m.PlainBytes()), humanize.Bytes(m.Bytes()), len(m.Objects))
 	}
 	if len(res.Targets) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

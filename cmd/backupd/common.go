@@ -73,17 +73,3 @@ func newLogger(stderr io.Writer, verbose bool) *slog.Logger {
 	}
 	return slog.New(slog.NewJSONHandler(stderr, opts))
 }
-
-// humanBytes formats a byte count for people.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}

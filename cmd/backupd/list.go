@@ -12,6 +12,7 @@ import (
 
 	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
+	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -72,7 +73,7 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintln(tw, "SET\tFINISHED\tSIZE\tTABLES\tROWS\tTARGETS")
 	for _, s := range sets {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", s.ID, s.FinishedAt.Local().Format("2006-01-02 15:04:05"),
-			humanBytes(s.Bytes), s.Tables, s.Rows, strings.Join(s.Targets, ","))
+			humanize.Bytes(s.Bytes), s.Tables, s.Rows, strings.Join(s.Targets, ","))
 	}
 	return tw.Flush()
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
+	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/restore"
 	"github.com/backupd/backupd/internal/targets"
@@ -56,7 +57,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	m := found.Manifest
-	fmt.Fprintf(stdout, "verifying set %s (%d objects, %s) on %d target(s)\n", m.SetID, len(m.Objects), humanBytes(m.Bytes()), len(found.Holders))
+	fmt.Fprintf(stdout, "verifying set %s (%d objects, %s) on %d target(s)\n", m.SetID, len(m.Objects), humanize.Bytes(m.Bytes()), len(found.Holders))
 	res, err := restore.Verify(ctx, m, found.Holders, ids, *threads, func(c restore.ObjectCheck) {
 		if c.Err != nil {
 			fmt.Fprintf(stdout, "FAIL  %s  %s: %v\n", c.Target, c.Object.Name, c.Err)
@@ -64,7 +65,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			fmt.Fprintf(stdout, "ok    %s  %s\n", c.Target, c.Object.Name)
 		}
 	})
-	fmt.Fprintf(stdout, "%d object copies checked, %d failed, %s in %s\n", res.Checked, res.Failed, humanBytes(res.Bytes), res.Duration.Round(1e6))
+	fmt.Fprintf(stdout, "%d object copies checked, %d failed, %s in %s\n", res.Checked, res.Failed, humanize.Bytes(res.Bytes), res.Duration.Round(1e6))
 	return err
 }
 

@@ -8,14 +8,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/dump"
+	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/seal"
 	"github.com/backupd/backupd/internal/targets"
@@ -29,6 +32,10 @@ type Options struct {
 	Logger  *slog.Logger
 	Now     func() time.Time // injected clock; time.Now when nil
 	Metrics *targets.Metrics // nil: no target metrics
+	// Progress, when set, receives a one-line status every ProgressEvery (default 1s) while the
+	// job runs: the CLI passes the terminal, the daemon nothing.
+	Progress      io.Writer
+	ProgressEvery time.Duration
 }
 
 // Result describes a finished (or failed) job.
@@ -90,6 +97,10 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 		return res, err
 	}
 	log.Info("backup started", "targets", p.Targets)
+	if opts.Progress != nil {
+		stop := showProgress(opts.Progress, opts.ProgressEvery, w, start, now)
+		defer stop()
+	}
 	dr, err := dump.Run(ctx, dump.Options{
 		DSN:             p.MySQL.DSN,
 		Databases:       p.MySQL.Databases,
@@ -186,4 +197,31 @@ func Counts(m *backupset.Manifest) (tables int, rows int64) {
 		}
 	}
 	return tables, r.Rows
+}
+
+// showProgress prints the writer's progress on one terminal line until stop is called.
+func showProgress(out io.Writer, every time.Duration, w *backupset.Writer, start time.Time, now func() time.Time) (stop func()) {
+	if every <= 0 {
+		every = time.Second
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(out, "\r\033[K")
+				return
+			case <-t.C:
+				p := w.Progress()
+				elapsed := now().Sub(start)
+				rate := float64(p.PlainBytes) / elapsed.Seconds() / (1 << 20)
+				fmt.Fprintf(out, "\r\033[K  %s read, %s written, %d objects, %.0f MiB/s, %s",
+					humanize.Bytes(p.PlainBytes), humanize.Bytes(p.SealedBytes), p.Objects, rate, elapsed.Round(time.Second))
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
 }

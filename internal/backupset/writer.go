@@ -64,6 +64,21 @@ type Writer struct {
 	objects []Object
 	names   map[string]bool
 	closed  bool
+
+	// Counters for progress displays; read with Progress.
+	plainBytes, sealedBytes, finished atomic.Int64
+}
+
+// Progress is a snapshot of a Writer's work so far.
+type Progress struct {
+	PlainBytes  int64 // bytes written into objects
+	SealedBytes int64 // sealed bytes of finished objects
+	Objects     int64 // finished objects
+}
+
+// Progress reports what has been written so far; safe to call concurrently with writes.
+func (w *Writer) Progress() Progress {
+	return Progress{PlainBytes: w.plainBytes.Load(), SealedBytes: w.sealedBytes.Load(), Objects: w.finished.Load()}
 }
 
 type dest struct {
@@ -221,7 +236,11 @@ type objectWriter struct {
 	done bool
 }
 
-func (o *objectWriter) Write(p []byte) (int, error) { return o.sw.Write(p) }
+func (o *objectWriter) Write(p []byte) (int, error) {
+	n, err := o.sw.Write(p)
+	o.w.plainBytes.Add(int64(n))
+	return n, err
+}
 
 func (o *objectWriter) Close() error {
 	if o.done {
@@ -238,6 +257,8 @@ func (o *objectWriter) Close() error {
 	w.mu.Lock()
 	w.objects = append(w.objects, o.sp.obj)
 	w.mu.Unlock()
+	w.sealedBytes.Add(sum.SealedSize)
+	w.finished.Add(1)
 
 	// One reference per target plus one held here, so the spool outlives the hand-off loop.
 	o.sp.refs.Store(int32(len(w.dests)) + 1)
