@@ -18,6 +18,7 @@ import (
 	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/restore"
 	"github.com/backupd/backupd/internal/targets"
@@ -282,8 +283,8 @@ func progressPrinter(w io.Writer) func(restore.Progress) {
 			eta = p.ETA.String()
 		}
 		fmt.Fprintf(w, "restore: %-6s %s of %s (%.0f%%), tables %d/%d loaded, %d verified, %s/s, elapsed %s, ETA %s\n",
-			p.Phase, humanBytes(p.Bytes), humanBytes(p.TotalBytes), pct, p.TablesLoaded, p.Tables, p.TablesVerified,
-			humanBytes(int64(rate)), p.Elapsed.Round(time.Second), eta)
+			p.Phase, humanize.Bytes(p.Bytes), humanize.Bytes(p.TotalBytes), pct, p.TablesLoaded, p.Tables, p.TablesVerified,
+			humanize.Bytes(int64(rate)), p.Elapsed.Round(time.Second), eta)
 	}
 }
 
@@ -313,7 +314,7 @@ func printRestoreSummary(w io.Writer, plan *restore.Plan, res *restore.Result, e
 	}
 	fmt.Fprintf(w, "%s set %s into %s in %s: %d tables, %d rows, %s of SQL at %s/s (downloaded %s)\n",
 		status, res.SetID, strings.Join(dbs, ", "), res.Duration.Round(time.Millisecond), res.Tables, res.Rows,
-		humanBytes(res.Bytes), humanBytes(int64(res.Throughput())), humanBytes(res.Downloaded))
+		humanize.Bytes(res.Bytes), humanize.Bytes(int64(res.Throughput())), humanize.Bytes(res.Downloaded))
 	switch {
 	case !plan.Verify:
 		fmt.Fprintln(w, "  NOT verified (--no-verify)")

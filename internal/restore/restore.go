@@ -428,20 +428,20 @@ func findSet(ctx context.Context, dests []backupset.Dest, policy string, q backu
 		}
 	}
 	if best == nil {
-		what := "no committed set"
+		var what string
 		switch {
 		case q.ID != "":
-			what = "set " + q.ID + " is"
+			what = fmt.Sprintf("set %s is not on any target of policy %s", q.ID, policy)
 		case !q.Before.IsZero():
-			what = "no set finished before " + q.Before.UTC().Format(time.RFC3339) + " is"
+			what = fmt.Sprintf("no set of policy %s finished before %s", policy, q.Before.UTC().Format(time.RFC3339))
 		default:
-			what = "no committed set is"
+			what = fmt.Sprintf("policy %s has no committed set on its targets", policy)
 		}
 		if len(failed) == len(dests) {
 			return nil, nil, nil, withKind(ErrUnreachable, fmt.Errorf("could not read any target of policy %s: %s: check the network, the endpoint and the credentials, or name a reachable target with --from",
 				policy, strings.Join(failed, "; ")))
 		}
-		msg := fmt.Sprintf("%s on the targets of policy %s: run 'backupd list --policy %s' to see the sets", what, policy, policy)
+		msg := fmt.Sprintf("%s: run 'backupd list --policy %s' to see the sets", what, policy)
 		if len(failed) > 0 {
 			msg += " (not readable: " + strings.Join(failed, "; ") + ")"
 		}
