@@ -157,8 +157,9 @@ func newBucket(t testing.TB, srv testenv.S3) s3Server {
 	return s3Server{srv: srv, bucket: bucket}
 }
 
-// twoTargetConfig is a config with one policy backing up dbs to MinIO and versitygw.
-func twoTargetConfig(t testing.TB, dsn string, dbs []string, chunk string) (*config.Config, *config.Policy, string) {
+// setConfig is a config with one policy backing up dbs to MinIO, versitygw and a directory (in
+// that order of preference).
+func setConfig(t testing.TB, dsn string, dbs []string, chunk string) (*config.Config, *config.Policy, string) {
 	t.Helper()
 	dir := t.TempDir()
 	mi, vg := newBucket(t, testenv.MinIO(t)), newBucket(t, testenv.Versity(t))
@@ -171,11 +172,12 @@ func twoTargetConfig(t testing.TB, dsn string, dbs []string, chunk string) (*con
 		fmt.Fprintf(&b, "  %s:\n    type: s3\n    endpoint: %s\n    region: %s\n    bucket: %s\n    bucket_lookup: path\n    access_key: %s\n    secret_key: %s\n",
 			s.name, s.s3.srv.Endpoint, s.s3.srv.Region, s.s3.bucket, s.s3.srv.AccessKey, s.s3.srv.SecretKey)
 	}
+	fmt.Fprintf(&b, "  local:\n    type: dir\n    path: %s\n", filepath.Join(dir, "backups"))
 	quoted := make([]string, len(dbs))
 	for i, d := range dbs {
 		quoted[i] = fmt.Sprintf("%q", d)
 	}
-	fmt.Fprintf(&b, "encryption:\n  identity_file: %s\npolicies:\n  restoretest:\n    schedule: \"@daily\"\n    mysql:\n      dsn: %q\n      databases: [%s]\n      threads: 2\n      chunk_size: %s\n    targets: [minio, versity]\n",
+	fmt.Fprintf(&b, "encryption:\n  identity_file: %s\npolicies:\n  restoretest:\n    schedule: \"@daily\"\n    mysql:\n      dsn: %q\n      databases: [%s]\n      threads: 2\n      chunk_size: %s\n    targets: [minio, versity, local]\n",
 		filepath.Join(dir, "key.txt"), dsn, strings.Join(quoted, ", "), chunk)
 	path := filepath.Join(dir, "backupd.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
@@ -369,4 +371,73 @@ func tableNames(t testing.TB, db *sql.DB, name string) []string {
 		out = append(out, n)
 	}
 	return out
+}
+
+// encodeName is FORMAT.md's object name encoding of an SQL name.
+func encodeName(name string) string {
+	var b strings.Builder
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' && i > 0
+		if ok {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// runbookScript extracts the manual restore script from docs/restore.md.
+func runbookScript(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile("../../docs/restore.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	i := strings.Index(doc, "<!-- manual-restore-script")
+	if i < 0 {
+		t.Fatal("docs/restore.md has no manual-restore-script marker")
+	}
+	rest := doc[i:]
+	start := strings.Index(rest, "```bash\n")
+	if start < 0 {
+		t.Fatal("no bash block after the marker in docs/restore.md")
+	}
+	rest = rest[start+len("```bash\n"):]
+	end := strings.Index(rest, "\n```")
+	if end < 0 {
+		t.Fatal("unterminated bash block in docs/restore.md")
+	}
+	path := filepath.Join(t.TempDir(), "restore-by-hand.sh")
+	if err := os.WriteFile(path, []byte(rest[:end+1]), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// runRunbookScript runs the runbook's script for one database of the set in the dir target.
+func runRunbookScript(t testing.TB, cfg *config.Config, m *backupset.Manifest, dsn, src, dest string) {
+	t.Helper()
+	mc, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(mc.Addr, ":")
+	cmd := exec.Command("bash", runbookScript(t))
+	cmd.Env = append(os.Environ(),
+		"SET="+filepath.Join(cfg.Targets["local"].Path, m.Policy, m.SetID),
+		"KEY="+cfg.Encryption.IdentityFile,
+		"SRC="+encodeName(src),
+		"DEST="+dest,
+		fmt.Sprintf("MYSQL=mariadb --user=%s --host=%s --port=%s --protocol=TCP", mc.User, host, port),
+	)
+	if mc.Passwd != "" {
+		cmd.Env = append(cmd.Env, "MYSQL_PWD="+mc.Passwd)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the runbook's script: %v\n%s", err, out)
+	}
 }

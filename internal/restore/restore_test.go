@@ -27,7 +27,7 @@ func TestRestore(t *testing.T) {
 	edgeProcTotal = callEdgeProc(t, db, edge)
 
 	// Small chunks, so the larger Sakila tables load as several objects in parallel.
-	cfg, p, _ := twoTargetConfig(t, dsn, []string{sak, edge}, "64KiB")
+	cfg, p, _ := setConfig(t, dsn, []string{sak, edge}, "64KiB")
 	m := makeSet(t, cfg, p)
 	dests := openTargets(t, cfg, p)
 	opts := func() restore.Options {
@@ -144,6 +144,15 @@ func TestRestore(t *testing.T) {
 		checkNoMarker(t, db, sak)
 	})
 
+	t.Run("manual path from the runbook", func(t *testing.T) {
+		for _, src := range []string{sak, edge} {
+			dest := uniqueName("rs_byhand`ü")
+			dropDatabaseLater(t, db, dest)
+			runRunbookScript(t, cfg, m, dsn, src, dest)
+			compareStates(t, src+" restored by hand as "+dest, want[src], captureState(t, db, dest))
+		}
+	})
+
 	t.Run("a checksum mismatch fails naming the table and leaves the marker", func(t *testing.T) {
 		as := uniqueName("rs_mismatch")
 		dropDatabaseLater(t, db, as)
@@ -185,7 +194,9 @@ func TestRestore(t *testing.T) {
 
 	t.Run("every copy damaged fails naming the object", func(t *testing.T) {
 		obj := dataObject(t, m, sak, "rental")
-		corruptObject(t, dests[1], m, obj)
+		for _, d := range dests[1:] {
+			corruptObject(t, d, m, obj)
+		}
 		as := uniqueName("rs_damaged")
 		dropDatabaseLater(t, db, as)
 		o := opts()
