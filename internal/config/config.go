@@ -32,6 +32,12 @@ const (
 	DefaultCompression     = CompressionFastest
 	DefaultSMTPPort        = 587
 	DefaultStartTLS        = true
+
+	// The daemon (backupd run).
+	DefaultMaxConcurrentJobs = 1 // jobs at once over all policies: dumps load the database
+	DefaultShutdownTimeout   = 5 * time.Minute
+	DefaultUncommittedGrace  = 24 * time.Hour
+	DefaultShrinkAlert       = 0.5 // alert when a set or table lost more than half its rows
 )
 
 // Target types.
@@ -74,6 +80,11 @@ type Config struct {
 	Encryption Encryption
 	SMTP       *SMTP // nil when absent
 	Policies   map[string]*Policy
+
+	// The daemon.
+	MaxConcurrentJobs int           // jobs running at once, over all policies
+	ShutdownTimeout   time.Duration // how long SIGTERM lets running jobs finish before cancelling them
+	Alerts            Alerts        // the defaults every policy's alerts start from
 }
 
 // Target is one place sets are stored.
@@ -92,6 +103,9 @@ type Target struct {
 	BucketLookup string // BucketLookupAuto, BucketLookupPath or BucketLookupDNS
 	CAFile       string // absolute; extra CA certificates (PEM) for https endpoints
 	PartSize     int64  // multipart part size in bytes
+
+	ObjectLockDays int    // s3: write objects under S3 Object Lock retention for this many days; 0: off
+	ObjectLockMode string // ObjectLockCompliance or ObjectLockGovernance
 }
 
 // Encryption lists who can read the sets.
@@ -128,6 +142,12 @@ type Policy struct {
 	Targets    []string // names in Config.Targets, in the order given
 	MinTargets int      // committed on at least this many targets counts as success; default len(Targets)
 	Retention  Retention
+
+	// The daemon.
+	CatchUp          bool          // run once at start when the targets show a missed run
+	Jitter           time.Duration // each run starts up to this much after its scheduled time
+	UncommittedGrace time.Duration // uncommitted sets older than this are garbage-collected
+	Alerts           Alerts        // the global alerts with this policy's keys applied over them
 }
 
 // MySQL is a database source.
@@ -198,6 +218,10 @@ func newConfig(file, dir string) *Config {
 		Listen:   DefaultListen,
 		Targets:  map[string]*Target{},
 		Policies: map[string]*Policy{},
+
+		MaxConcurrentJobs: DefaultMaxConcurrentJobs,
+		ShutdownTimeout:   DefaultShutdownTimeout,
+		Alerts:            Alerts{ShrinkAlert: DefaultShrinkAlert},
 	}
 }
 
@@ -215,7 +239,7 @@ func newSMTP() *SMTP {
 }
 
 func newPolicy(name, file string) *Policy {
-	return &Policy{Name: name, File: file}
+	return &Policy{Name: name, File: file, UncommittedGrace: DefaultUncommittedGrace}
 }
 
 func newMySQL() *MySQL {

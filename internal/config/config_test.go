@@ -140,6 +140,22 @@ func TestLoadFull(t *testing.T) {
 		{"hourly.Compression", hourly.MySQL.CompressionLevel, DefaultCompression},
 		{"hourly.IncludeUsers", hourly.MySQL.IncludeUsers, false},
 		{"hourly.Retention", hourly.Retention, Retention{Hourly: 48}},
+		{"MaxConcurrentJobs", cfg.MaxConcurrentJobs, 2},
+		{"ShutdownTimeout", cfg.ShutdownTimeout, 10 * time.Minute},
+		{"Alerts", cfg.Alerts, Alerts{Email: []string{"ops@example.com", "Lead <lead@example.com>"},
+			Webhook: "https://hooks.example.com/services/T0/B0/global-token", StaleAfter: 30 * time.Hour, ShrinkAlert: 0.4}},
+		{"primary.ObjectLockDays", primary.ObjectLockDays, 30},
+		{"primary.ObjectLockMode", primary.ObjectLockMode, ObjectLockGovernance},
+		{"offsite.ObjectLockDays", offsite.ObjectLockDays, 0},
+		{"nightly.CatchUp", nightly.CatchUp, true},
+		{"nightly.Jitter", nightly.Jitter, 10 * time.Minute},
+		{"nightly.UncommittedGrace", nightly.UncommittedGrace, 48 * time.Hour},
+		{"nightly.Alerts", nightly.Alerts, Alerts{Email: []string{"dba@example.com"},
+			Webhook: "https://hooks.example.com/services/T0/B0/nightly-token", StaleAfter: 26 * time.Hour, ShrinkAlert: 0.25}},
+		{"hourly.CatchUp", hourly.CatchUp, false},
+		{"hourly.Jitter", hourly.Jitter, time.Duration(0)},
+		{"hourly.UncommittedGrace", hourly.UncommittedGrace, DefaultUncommittedGrace},
+		{"hourly.Alerts (inherited)", hourly.Alerts, cfg.Alerts},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !reflect.DeepEqual(tc.got, tc.want) {
@@ -196,6 +212,8 @@ func TestFullCoversSchema(t *testing.T) {
 		"policies.*":           policyFields(newPolicy("", "")),
 		"policies.*.mysql":     mysqlFields(newMySQL()),
 		"policies.*.retention": retentionFields(&Retention{}),
+		"alerts":               alertsFields(&Alerts{}),
+		"policies.*.alerts":    alertsFields(&Alerts{}),
 	}
 	schema := map[string]bool{"policies.*.name": true}
 	for level, fs := range levels {
@@ -577,8 +595,8 @@ targets:
 		{name: "yaml syntax", yml: "listen: a\ntargets: b: c\n", wantMsg: "not valid YAML", wantLine: 2},
 		{name: "tabs", yml: "targets:\n\ta: 1\n", wantMsg: "not valid YAML"},
 		{name: "unknown root key", yml: "listne: 1.2.3.4:5\n", wantPath: "listne", wantMsg: "unknown key `listne`", wantHint: "did you mean `listen`?", wantLine: 1},
-		{name: "unknown key far from any", yml: "zzzzzz: 1\n", wantPath: "zzzzzz", wantMsg: "unknown key", wantHint: "valid keys here: encryption, listen"},
-		{name: "not yet implemented key", yml: "max_concurrent_jobs: 2\n", wantPath: "max_concurrent_jobs", wantMsg: "unknown key"},
+		{name: "unknown key far from any", yml: "zzzzzz: 1\n", wantPath: "zzzzzz", wantMsg: "unknown key", wantHint: "valid keys here: alerts, encryption, listen"},
+		{name: "not yet implemented key", yml: policy("    hooks: {before: \"echo\"}\n"), wantPath: "policies.p.hooks", wantMsg: "unknown key"},
 		{name: "unknown policy key", yml: policy("    storage: []\n"), wantPath: "policies.p.storage", wantMsg: "unknown key `storage`"},
 		{name: "unknown mysql key", yml: policy("    retention: {keep_last: 1, dayly: 2}\n"), wantPath: "policies.p.retention.dayly", wantHint: "did you mean `daily`?"},
 		{name: "transposition suggested", yml: "targets:\n  a: {tpye: dir, path: x}\n", wantPath: "targets.a.tpye", wantHint: "did you mean `type`?"},

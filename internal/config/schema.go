@@ -31,6 +31,9 @@ func rootFields(c *Config) fields {
 			d.policies = append(d.policies, pol)
 			d.mapping(n, p, policyFields(pol))
 		}),
+		"max_concurrent_jobs": integer(&c.MaxConcurrentJobs),
+		"shutdown_timeout":    duration(&c.ShutdownTimeout),
+		"alerts":              object(alertsFields(&c.Alerts)),
 	}
 }
 
@@ -51,6 +54,8 @@ func targetFields(t *Target, typ string) fields {
 		fs["bucket_lookup"] = oneOf(&t.BucketLookup, BucketLookupAuto, BucketLookupPath, BucketLookupDNS)
 		fs["ca_file"] = pathField(&t.CAFile)
 		fs["part_size"] = size(&t.PartSize)
+		fs["object_lock_days"] = integer(&t.ObjectLockDays)
+		fs["object_lock_mode"] = oneOf(&t.ObjectLockMode, ObjectLockCompliance, ObjectLockGovernance)
 		secret(fs, "access_key", &t.AccessKey)
 		secret(fs, "secret_key", &t.SecretKey)
 	}
@@ -87,6 +92,11 @@ func policyFields(p *Policy) fields {
 		"targets":     strList(&p.Targets),
 		"min_targets": integer(&p.MinTargets),
 		"retention":   object(retentionFields(&p.Retention)),
+
+		"catch_up":          boolean(&p.CatchUp),
+		"jitter":            duration(&p.Jitter),
+		"uncommitted_grace": duration(&p.UncommittedGrace),
+		"alerts":            object(alertsFields(&p.Alerts)),
 	}
 }
 

@@ -16,5 +16,8 @@ func (t *Target) Spec() targets.Spec {
 		BucketLookup: t.BucketLookup,
 		CAFile:       t.CAFile,
 		PartSize:     t.PartSize,
+
+		ObjectLockDays: t.ObjectLockDays,
+		ObjectLockMode: t.ObjectLockMode,
 	}
 }

@@ -119,6 +119,7 @@ func (d *decoder) finish(c *Config) {
 	for _, name := range sortedKeys(c.Policies) {
 		d.checkPolicy(c, c.Policies[name])
 	}
+	d.checkDaemon(c)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

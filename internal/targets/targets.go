@@ -74,6 +74,11 @@ type Spec struct {
 	BucketLookup string // "auto" (default), "path" or "dns" (virtual-host style)
 	CAFile       string // optional PEM bundle trusted in addition to the system roots
 	PartSize     int64  // multipart part size; 0 means DefaultPartSize
+
+	// ObjectLockDays > 0 (s3 only) writes every object under S3 Object Lock retention for
+	// that many days; the bucket must have been created with object lock enabled.
+	ObjectLockDays int
+	ObjectLockMode string // ObjectLockCompliance (default) or ObjectLockGovernance
 }
 
 // Options are the process-wide parts Open wires around every backend.
@@ -101,6 +106,9 @@ func Open(name string, spec Spec, opts Options) (Target, error) {
 		err = errors.New(`type is empty; set type: dir or type: s3`)
 	default:
 		err = fmt.Errorf("unknown type %q; use dir or s3", spec.Type)
+	}
+	if err == nil && spec.ObjectLockDays > 0 {
+		backend, err = withObjectLock(backend, spec)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open target %s: %w", name, err)
