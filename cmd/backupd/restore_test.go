@@ -145,7 +145,7 @@ func rsRunCLI(args ...string) (code int, stdout, stderr string) {
 // rsErrorLine is the error line main printed (logs, when any, are JSON lines before it; a
 // usage hint may follow it).
 func rsErrorLine(s string) string {
-	if i := strings.LastIndex(s, "backupd restore: "); i >= 0 {
+	if i := max(strings.LastIndex(s, "backupd restore: "), strings.LastIndex(s, "backupd verify: ")); i >= 0 {
 		line, _, _ := strings.Cut(s[i:], "\n")
 		return line
 	}
@@ -281,6 +281,11 @@ policies:
 		if !strings.Contains(stdout, "verified: 2 tables match") {
 			t.Errorf("summary: got %q, want the verification line", stdout)
 		}
+		var n int
+		f.db.QueryRow("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", dest, restore.MarkerTable).Scan(&n)
+		if n != 0 {
+			t.Errorf("the incomplete marker is still in %s after a verified restore", dest)
+		}
 	})
 
 	t.Run("restore again refuses, --drop-existing replaces", func(t *testing.T) {
@@ -333,4 +338,42 @@ func rsDBAddr(t *testing.T, dsn string) string {
 	return cfg.Addr
 }
 
-var _ = restore.MarkerTable
+func TestVerifyCLI(t *testing.T) {
+	f := newRestoreFixture(t)
+	otherKey := filepath.Join(f.dir, "other-key.txt")
+	id, _ := age.GenerateX25519Identity()
+	os.WriteFile(otherKey, []byte(id.String()+"\n"), 0o600)
+
+	code, stdout, stderr := rsRunCLI("verify", "--config", f.cfgPath)
+	if code != exitOK || !strings.Contains(stdout, "0 failed") {
+		t.Errorf("intact set: got exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, _, stderr = rsRunCLI("verify", "--config", f.cfgPath, "--identity", otherKey)
+	if code != exitUsage || !strings.Contains(rsErrorLine(stderr), "cannot decrypt set "+f.setID) {
+		t.Errorf("wrong identity: got exit %d, %q; want %d and 'cannot decrypt'", code, stderr, exitUsage)
+	}
+	code, _, stderr = rsRunCLI("verify", "--config", f.cfgPath, "--set", "20200101T000000Z-abcd")
+	if code != exitUsage || !strings.Contains(rsErrorLine(stderr), "is not on any target") {
+		t.Errorf("unknown set: got exit %d, %q; want %d", code, stderr, exitUsage)
+	}
+
+	// Damage one object: verify names it and fails.
+	var victim string
+	err := filepath.WalkDir(filepath.Join(f.dir, "backups"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".sql.zst.age") && strings.Contains(p, "/data/") {
+			victim = p
+		}
+		return err
+	})
+	if err != nil || victim == "" {
+		t.Fatalf("find a data object: %v", err)
+	}
+	b, _ := os.ReadFile(victim)
+	b[len(b)/2] ^= 1
+	os.WriteFile(victim, b, 0o600)
+	code, stdout, _ = rsRunCLI("verify", "--config", f.cfgPath)
+	name := strings.TrimSuffix(victim[strings.Index(victim, f.source+"/"):], ".zst.age")
+	if code != exitJobFailed || !strings.Contains(stdout, "FAIL  local  "+name) {
+		t.Errorf("damaged object: got exit %d, want %d and a FAIL line naming %s\n%s", code, exitJobFailed, name, stdout)
+	}
+}

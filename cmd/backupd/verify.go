@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
+	"strings"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/restore"
-	"github.com/backupd/backupd/internal/targets"
 )
 
 func init() {
@@ -39,10 +39,10 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ids, err := keys.Identities(cfg, *identity)
 	if err != nil {
-		return err
+		return &operatorError{fmt.Errorf("cannot load the private key to decrypt the set: %w", err)}
 	}
 	log := newLogger(stderr, false)
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: log})
+	dests, warns, err := openRestoreTargets(cfg, p, "", log)
 	if err != nil {
 		return err
 	}
@@ -52,21 +52,39 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
-	found, err := backupset.Find(ctx, dests, p.Name, backupset.Query{ID: *setID})
+	m, holders, findWarns, err := restore.FindSet(ctx, dests, p.Name, backupset.Query{ID: *setID})
 	if err != nil {
-		return err
+		return classifyRestoreError(err)
 	}
-	m := found.Manifest
-	fmt.Fprintf(stdout, "verifying set %s (%d objects, %s) on %d target(s)\n", m.SetID, len(m.Objects), humanize.Bytes(m.Bytes()), len(found.Holders))
-	res, err := restore.Verify(ctx, m, found.Holders, ids, *threads, func(c restore.ObjectCheck) {
+	for _, w := range append(warns, findWarns...) {
+		fmt.Fprintf(stdout, "WARN  %s\n", w)
+	}
+	if len(holders) < len(dests) {
+		var missing []string
+		for _, d := range dests {
+			if !slices.ContainsFunc(holders, func(h backupset.Dest) bool { return h.Name == d.Name }) {
+				missing = append(missing, d.Name)
+			}
+		}
+		fmt.Fprintf(stdout, "WARN  set %s is not on target(s) %s\n", m.SetID, strings.Join(missing, ", "))
+	}
+	fmt.Fprintf(stdout, "verifying set %s (%d objects, %s) on %d target(s)\n", m.SetID, len(m.Objects), humanize.Bytes(m.Bytes()), len(holders))
+	res, err := restore.Verify(ctx, m, holders, ids, *threads, func(c restore.ObjectCheck) {
+		where := c.Target
+		if where == "" {
+			where = "manifest"
+		}
 		if c.Err != nil {
-			fmt.Fprintf(stdout, "FAIL  %s  %s: %v\n", c.Target, c.Object.Name, c.Err)
+			fmt.Fprintf(stdout, "FAIL  %s  %s: %v\n", where, c.Object.Name, restore.OneLine(c.Err))
 		} else {
-			fmt.Fprintf(stdout, "ok    %s  %s\n", c.Target, c.Object.Name)
+			fmt.Fprintf(stdout, "ok    %s  %s\n", where, c.Object.Name)
 		}
 	})
 	fmt.Fprintf(stdout, "%d object copies checked, %d failed, %s in %s\n", res.Checked, res.Failed, humanize.Bytes(res.Bytes), res.Duration.Round(1e6))
-	return err
+	if err != nil {
+		return classifyRestoreError(err)
+	}
+	return nil
 }
 
 // onlyTarget keeps the named target, or says which targets the policy has.

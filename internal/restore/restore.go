@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/dump"
+	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/seal"
 	"github.com/backupd/backupd/internal/targets"
 )
@@ -171,7 +171,7 @@ func Prepare(ctx context.Context, opts Options) (*Plan, error) {
 		return nil, withKind(ErrSelection, errors.New("no target to restore from"))
 	}
 
-	m, holders, warns, err := findSet(ctx, opts.Targets, opts.Policy, opts.Set)
+	m, holders, warns, err := FindSet(ctx, opts.Targets, opts.Policy, opts.Set)
 	if err != nil {
 		return nil, err
 	}
@@ -373,10 +373,11 @@ func shortKeys(keys []string) string {
 	return strings.Join(out, ", ")
 }
 
-// findSet looks for the set on every target at once. A target that cannot be read is only a
+// FindSet looks for the set on every target at once and returns its manifest, the targets that
+// hold it (in the given order) and warnings about targets that could not be read. A target that cannot be read is only a
 // warning while another holds the set; when none can be read the error is ErrUnreachable, and
 // when they answer but none holds the set, ErrNoSet.
-func findSet(ctx context.Context, dests []backupset.Dest, policy string, q backupset.Query) (*backupset.Manifest, []backupset.Dest, []string, error) {
+func FindSet(ctx context.Context, dests []backupset.Dest, policy string, q backupset.Query) (*backupset.Manifest, []backupset.Dest, []string, error) {
 	if q.ID != "" && !backupset.ValidID(q.ID) {
 		return nil, nil, nil, withKind(ErrNoSet, fmt.Errorf("%q is not a set ID (they look like 20261127T030000Z-3f9a): run 'backupd list --policy %s' to see the sets", q.ID, policy))
 	}
@@ -495,7 +496,7 @@ func (p *Plan) Describe(w io.Writer, now time.Time) {
 		fmt.Fprintf(w, "  users:        roles, users and grants of the set\n")
 	}
 	fmt.Fprintf(w, "  size:         %d tables, %d rows, %s of SQL (%s to download), %d threads\n",
-		p.Tables, p.Rows, humanBytes(p.Bytes), humanBytes(p.SealedBytes), p.Threads)
+		p.Tables, p.Rows, humanize.Bytes(p.Bytes), humanize.Bytes(p.SealedBytes), p.Threads)
 	if p.Verify {
 		fmt.Fprintf(w, "  verify:       every table's row count and checksum against the manifest\n")
 	} else {
@@ -537,27 +538,4 @@ func ageOf(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
 	}
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// sortedDatabases returns the destination database names of the plan.
-func (p *Plan) destNames() []string {
-	var out []string
-	for _, dp := range p.Databases {
-		out = append(out, dp.Dest)
-	}
-	sort.Strings(out)
-	return out
 }
