@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/restore"
@@ -173,6 +174,26 @@ func TestRestore(t *testing.T) {
 			t.Fatalf("got %v, want ErrVerify naming %s", err, qualified(as, "film"))
 		}
 		checkMarker(t, db, as, "verification failed")
+	})
+
+	t.Run("an interrupted restore leaves the marker", func(t *testing.T) {
+		as := uniqueName("rs_interrupted")
+		dropDatabaseLater(t, db, as)
+		ictx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		o := opts()
+		o.Database, o.As = sak, as
+		o.ProgressEvery = time.Millisecond
+		o.Progress = func(p restore.Progress) {
+			if p.Phase == restore.PhaseData && p.Bytes > 0 {
+				cancel()
+			}
+		}
+		_, err := restore.Run(ictx, o, nil)
+		if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "marked incomplete") {
+			t.Fatalf("got %v, want context.Canceled and a word about the marker", err)
+		}
+		checkMarker(t, db, as, "interrupted")
 	})
 
 	t.Run("one object damaged on the first target comes from the second", func(t *testing.T) {
