@@ -1,0 +1,315 @@
+package files
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/backupd/backupd/internal/backupset"
+	"github.com/backupd/backupd/internal/targets"
+)
+
+// GCOptions tune garbage collection of the blob area; zero values are the safe defaults.
+type GCOptions struct {
+	// Grace protects packs younger than this, referenced or not (default 6h): a snapshot
+	// that just finished uploading may not have committed its set yet. It must exceed the
+	// clock skew between hosts and the time between a snapshot's end and its set's commit.
+	Grace time.Duration
+	// MarkerMaxAge is how long an in-progress marker of a set that never committed holds
+	// back deletion (default 24h). A running snapshot rewrites its marker every hour; a set
+	// must commit within this time of its snapshot's end.
+	MarkerMaxAge time.Duration
+	DryRun       bool // report what would be deleted, delete nothing
+	Now          func() time.Time
+	Logger       *slog.Logger
+}
+
+// GCObject is an object garbage collection deleted, would delete, or kept.
+type GCObject struct {
+	Key     string
+	Size    int64
+	ModTime time.Time
+}
+
+// GCResult is what one garbage collection found and did.
+type GCResult struct {
+	DryRun          bool
+	Sets            []string // committed sets whose references were counted
+	Packs           int      // packs on the target
+	Referenced      int      // of which referenced by a committed set
+	ReferencedBytes int64
+	// Deleted lists the packs and headers deleted (with DryRun: that would be deleted).
+	Deleted      []GCObject
+	DeletedBytes int64
+	// KeptYoung lists unreferenced packs kept because they are younger than Grace.
+	KeptYoung []GCObject
+	// Deferred lists the in-progress markers of running (or recently failed) snapshots; while
+	// there is one, no pack is deleted, because that snapshot may reuse any of them.
+	Deferred []string
+	// RetiredMarkers lists markers removed because their set committed or they went stale.
+	RetiredMarkers []string
+}
+
+// GC deletes the packs of a policy's blob area on one target that no committed set references.
+// Retention calls it after deleting sets; it never deletes a set.
+//
+// The rule, and why it is safe while a backup runs (on this or another host):
+//
+//  1. mark: read every committed manifest and collect the packs its files section lists;
+//     an unreadable manifest aborts the collection, since its references are unknown;
+//  2. list the blob area (packs, headers, in-progress markers);
+//  3. look at markers: a marker whose set has committed, or older than MarkerMaxAge, is
+//     retired; any other marker is a snapshot in progress and defers all pack deletion;
+//  4. mark again from the sets committed since step 1;
+//  5. delete the packs (then their headers) that are unmarked and older than Grace, and
+//     headers whose pack is gone.
+//
+// A snapshot writes its marker before it reads anything, and reuses only packs referenced by
+// a set committed when it read them. So a pack it reuses is marked in step 1 or 4, or its
+// marker defers the sweep; a pack it uploads after step 2 was not listed; one uploaded before
+// has a marker visible in step 3, or belongs to a set committed by step 4. Packs are deleted
+// whole: a pack with one live blob is kept (there is no repacking).
+func GC(ctx context.Context, t backupset.Target, policy string, opts GCOptions) (*GCResult, error) {
+	if !backupset.ValidPolicyName(policy) {
+		return nil, fmt.Errorf("policy name %q is not valid", policy)
+	}
+	if opts.Grace <= 0 {
+		opts.Grace = 6 * time.Hour
+	}
+	if opts.MarkerMaxAge <= 0 {
+		opts.MarkerMaxAge = 24 * time.Hour
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("policy", policy)
+	res := &GCResult{DryRun: opts.DryRun}
+
+	// 1. mark
+	marked := map[string]bool{}
+	counted := map[string]bool{}
+	sets, err := backupset.SetKeys(ctx, t, policy)
+	if err != nil {
+		return res, err
+	}
+	if err := markSets(ctx, t, policy, sets, counted, marked, res); err != nil {
+		return res, err
+	}
+
+	// 2. list
+	type packObjs struct{ pack, hdr *targets.ObjectInfo }
+	packs := map[string]*packObjs{}
+	type marker struct {
+		info targets.ObjectInfo
+		set  string
+	}
+	var markers []marker
+	err = t.List(ctx, blobsPrefix(policy), func(oi targets.ObjectInfo) error {
+		if id, hdr, ok := parsePackKey(policy, oi.Key); ok {
+			p := packs[id]
+			if p == nil {
+				p = &packObjs{}
+				packs[id] = p
+			}
+			if hdr {
+				p.hdr = &oi
+			} else {
+				p.pack = &oi
+			}
+			return nil
+		}
+		if set, _, ok := parseMarkerKey(policy, oi.Key); ok {
+			markers = append(markers, marker{info: oi, set: set})
+		}
+		return nil
+	})
+	if err != nil {
+		return res, fmt.Errorf("list %s: %w", blobsPrefix(policy), err)
+	}
+
+	// 3. markers, against a fresh listing of sets
+	sets, err = backupset.SetKeys(ctx, t, policy)
+	if err != nil {
+		return res, err
+	}
+	committed := map[string]bool{}
+	for _, s := range sets {
+		if s.Committed {
+			committed[s.ID] = true
+		}
+	}
+	var retire []string
+	for _, m := range markers {
+		switch {
+		case committed[m.set]:
+			retire = append(retire, m.info.Key)
+		case now().Sub(m.info.ModTime) >= opts.MarkerMaxAge:
+			log.Warn("in-progress marker is stale; its snapshot never committed", "set", m.set, "key", m.info.Key)
+			retire = append(retire, m.info.Key)
+		default:
+			res.Deferred = append(res.Deferred, m.info.Key)
+		}
+	}
+
+	// 4. mark again
+	if err := markSets(ctx, t, policy, sets, counted, marked, res); err != nil {
+		return res, err
+	}
+
+	// 5. sweep
+	ids := make([]string, 0, len(packs))
+	for id := range packs {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var doomed []GCObject
+	for _, id := range ids {
+		p := packs[id]
+		if p.pack != nil {
+			res.Packs++
+		}
+		if marked[id] {
+			if p.pack != nil {
+				res.Referenced++
+				res.ReferencedBytes += p.pack.Size
+			}
+			continue
+		}
+		newest := time.Time{}
+		for _, oi := range []*targets.ObjectInfo{p.pack, p.hdr} {
+			if oi != nil && oi.ModTime.After(newest) {
+				newest = oi.ModTime
+			}
+		}
+		if now().Sub(newest) < opts.Grace {
+			if p.pack != nil {
+				res.KeptYoung = append(res.KeptYoung, GCObject{Key: p.pack.Key, Size: p.pack.Size, ModTime: p.pack.ModTime})
+			}
+			continue
+		}
+		for _, oi := range []*targets.ObjectInfo{p.pack, p.hdr} { // pack first
+			if oi != nil {
+				doomed = append(doomed, GCObject{Key: oi.Key, Size: oi.Size, ModTime: oi.ModTime})
+			}
+		}
+	}
+	if len(res.Deferred) > 0 {
+		log.Info("garbage collection deferred: a snapshot is in progress", "markers", res.Deferred, "unreferenced", len(doomed))
+		doomed = nil
+	}
+	for _, o := range doomed {
+		if !opts.DryRun {
+			if err := t.Delete(ctx, o.Key); err != nil {
+				return res, fmt.Errorf("delete %s: %w", o.Key, err)
+			}
+		}
+		res.Deleted = append(res.Deleted, o)
+		res.DeletedBytes += o.Size
+	}
+	for _, key := range retire {
+		if !opts.DryRun {
+			if err := t.Delete(ctx, key); err != nil {
+				return res, fmt.Errorf("delete %s: %w", key, err)
+			}
+		}
+		res.RetiredMarkers = append(res.RetiredMarkers, key)
+	}
+	log.Info("garbage collection finished", "dry_run", opts.DryRun, "sets", len(res.Sets), "packs", res.Packs,
+		"referenced", res.Referenced, "deleted", len(res.Deleted), "deleted_bytes", res.DeletedBytes,
+		"kept_young", len(res.KeptYoung), "deferred", len(res.Deferred))
+	return res, nil
+}
+
+func markSets(ctx context.Context, t backupset.Target, policy string, sets []backupset.SetEntry, counted, marked map[string]bool, res *GCResult) error {
+	for _, s := range sets {
+		if !s.Committed || counted[s.ID] {
+			continue
+		}
+		m, err := backupset.ReadManifest(ctx, t, policy, s.ID)
+		if err != nil {
+			return fmt.Errorf("garbage collection stopped, nothing deleted: %w (the set's references are unknown; repair or delete that set first)", err)
+		}
+		d, err := ParseDescription(m.Files)
+		if err != nil {
+			return fmt.Errorf("garbage collection stopped, nothing deleted: set %s: %w", s.ID, err)
+		}
+		counted[s.ID] = true
+		res.Sets = append(res.Sets, s.ID)
+		for _, src := range d.Sources {
+			for _, p := range src.Packs {
+				marked[p] = true
+			}
+		}
+	}
+	return nil
+}
+
+// SetUsage is how much of the blob area one committed set keeps alive on a target.
+type SetUsage struct {
+	SetID string
+	Packs int
+	Bytes int64 // sealed bytes of the packs it references
+	// ExclusiveBytes are referenced by no other committed set: what deleting this set (and
+	// collecting garbage) would free.
+	ExclusiveBytes int64
+}
+
+// Usage accounts the blob area's packs to the committed sets of a policy on one target, so
+// retention can say what deleting a set frees. Pack sizes come from one listing.
+func Usage(ctx context.Context, t backupset.Target, policy string) ([]SetUsage, error) {
+	sets, err := backupset.SetKeys(ctx, t, policy)
+	if err != nil {
+		return nil, err
+	}
+	listed, err := listPacks(ctx, t, policy)
+	if err != nil {
+		return nil, err
+	}
+	refs := map[string]int{}
+	var out []SetUsage
+	var perSet [][]string
+	for _, s := range sets {
+		if !s.Committed {
+			continue
+		}
+		m, err := backupset.ReadManifest(ctx, t, policy, s.ID)
+		if err != nil {
+			return nil, err
+		}
+		d, err := ParseDescription(m.Files)
+		if err != nil {
+			return nil, fmt.Errorf("set %s: %w", s.ID, err)
+		}
+		seen := map[string]bool{}
+		var ps []string
+		for _, src := range d.Sources {
+			for _, p := range src.Packs {
+				if !seen[p] {
+					seen[p] = true
+					ps = append(ps, p)
+					refs[p]++
+				}
+			}
+		}
+		out = append(out, SetUsage{SetID: s.ID})
+		perSet = append(perSet, ps)
+	}
+	for i, ps := range perSet {
+		for _, p := range ps {
+			size := listed[p].size
+			out[i].Packs++
+			out[i].Bytes += size
+			if refs[p] == 1 {
+				out[i].ExclusiveBytes += size
+			}
+		}
+	}
+	return out, nil
+}
