@@ -139,9 +139,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		Logger:       log,
 		Now:          restoreNow,
 	}
-	if !*deferIndexes {
-		opts.DeferIndexes = restore.DeferIndexesOff
-	}
+	opts.IndexesFirst = !*deferIndexes
 	if isTerminal(stderr) {
 		opts.Progress = progressPrinter(stderr)
 		opts.ProgressEvery = restoreProgressEvery

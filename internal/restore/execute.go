@@ -106,7 +106,7 @@ func (p *Plan) Execute(ctx context.Context) (res *Result, err error) {
 				continue
 			}
 			var transform func([]byte) []byte
-			if o.Kind == dump.KindTable && p.opts.DeferIndexes == DeferIndexesAuto {
+			if o.Kind == dump.KindTable && !p.opts.IndexesFirst {
 				transform = func(stmt []byte) []byte {
 					if !hasPrefixFold(stmt, "CREATE TABLE") {
 						return stmt

@@ -38,9 +38,10 @@ type Options struct {
 	Threads      int  // loader connections; default runtime.NumCPU()
 	DropExisting bool // drop what the restore would create again instead of refusing
 	NoVerify     bool // skip the checksum comparison (the marker is still removed at the end)
-	// DeferIndexes creates secondary indexes of InnoDB tables after their rows are loaded
-	// (see indexes.go for when a table qualifies). Default on; DeferIndexesOff turns it off.
-	DeferIndexes deferMode
+	// IndexesFirst creates every table with all its indexes before loading rows. By default the
+	// secondary indexes of qualifying InnoDB tables are built after their rows are in, which is
+	// faster (see indexes.go).
+	IndexesFirst bool
 	TxBytes      int64  // INSERT bytes per loader transaction; default DefaultTxBytes, < 0: autocommit
 	SpoolDir     string // downloaded objects larger than a few MiB wait here; default os.TempDir()
 	Logger       *slog.Logger
@@ -52,14 +53,6 @@ type Options struct {
 	// RestoredBy names who restores, for the marker row; default the host name.
 	RestoredBy string
 }
-
-type deferMode int
-
-// DeferIndexes settings.
-const (
-	DeferIndexesAuto deferMode = iota
-	DeferIndexesOff
-)
 
 // Plan is a prepared restore: the set is found, the selection resolved, the destination checked
 // and the identity proven, and nothing has been changed yet. Execute carries it out; Close
@@ -487,7 +480,7 @@ func (p *Plan) Describe(w io.Writer, now time.Time) {
 		for _, t := range dp.Tables {
 			names = append(names, t.Name)
 		}
-		fmt.Fprintf(w, "    tables:     %s\n", listShort(names, 10))
+		fmt.Fprintf(w, "    contents:   %s\n", listShort(names, 10))
 		if u := p.Untouched[dp.Dest]; len(u) > 0 {
 			fmt.Fprintf(w, "    untouched:  %s (already there, not in the restore)\n", listShort(u, 10))
 		}
