@@ -208,9 +208,8 @@ func Prepare(ctx context.Context, opts Options) (*Plan, error) {
 			dest.Close()
 		}
 	}()
-	if need := res.MaxStatementBytes + 1024; need > dest.server.MaxAllowedPacket {
-		return nil, withKind(ErrDestination, fmt.Errorf("the set has statements of up to %d bytes but the destination's max_allowed_packet is %d: run SET GLOBAL max_allowed_packet = %d on the destination (and set it in its config) and retry",
-			res.MaxStatementBytes, dest.server.MaxAllowedPacket, roundUpMiB(need)))
+	if err := checkPacket(res.MaxStatementBytes, dest.server.MaxAllowedPacket); err != nil {
+		return nil, err
 	}
 	if err := p.checkDestination(ctx); err != nil {
 		return nil, err
@@ -228,6 +227,18 @@ func (p *Plan) Close() error {
 		return nil
 	}
 	return p.dest.Close()
+}
+
+// checkPacket refuses a destination whose max_allowed_packet is too small for the set's longest
+// statement (plus the protocol header), before anything is loaded: otherwise the load would
+// fail midway on the first large row.
+func checkPacket(maxStatement, maxAllowed int64) error {
+	need := maxStatement + 1024
+	if need <= maxAllowed {
+		return nil
+	}
+	return withKind(ErrDestination, fmt.Errorf("the set has statements of up to %d bytes but the destination's max_allowed_packet is %d: run SET GLOBAL max_allowed_packet = %d on the destination (and set it in its config) and retry",
+		maxStatement, maxAllowed, roundUpMiB(need)))
 }
 
 func roundUpMiB(n int64) int64 { return (n + 1<<20 - 1) / (1 << 20) * (1 << 20) }

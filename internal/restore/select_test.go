@@ -242,3 +242,23 @@ func TestDataJobsInterleaveTablesLargestFirst(t *testing.T) {
 		t.Errorf("got %s, want %s", strings.Join(got, " "), want)
 	}
 }
+
+func TestCheckPacket(t *testing.T) {
+	for _, tc := range []struct {
+		stmt, allowed int64
+		wantErr       string
+	}{
+		{1 << 20, 16 << 20, ""},
+		{16<<20 - 1024, 16 << 20, ""},
+		{16 << 20, 16 << 20, "SET GLOBAL max_allowed_packet = 17825792"},
+		{100 << 20, 64 << 20, "statements of up to 104857600 bytes but the destination's max_allowed_packet is 67108864"},
+	} {
+		err := checkPacket(tc.stmt, tc.allowed)
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("checkPacket(%d, %d): got %v, want nil", tc.stmt, tc.allowed, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, ErrDestination)):
+			t.Errorf("checkPacket(%d, %d): got %v, want ErrDestination containing %q", tc.stmt, tc.allowed, err, tc.wantErr)
+		}
+	}
+}
