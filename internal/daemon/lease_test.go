@@ -1,0 +1,196 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/backupd/backupd/internal/backupset"
+	"github.com/backupd/backupd/internal/targets"
+	"github.com/backupd/backupd/internal/testenv"
+)
+
+func testLeaser(host string) *leaser {
+	l := newLeaser(slog.New(slog.DiscardHandler), time.Now, time.Minute)
+	l.host = host
+	return l
+}
+
+// plainTarget hides the optional interfaces of a target: a store without conditional writes.
+type plainTarget struct{ t targets.Target }
+
+func (p plainTarget) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	return p.t.Put(ctx, key, r, size)
+}
+func (p plainTarget) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	return p.t.Get(ctx, key)
+}
+func (p plainTarget) List(ctx context.Context, prefix string, fn func(targets.ObjectInfo) error) error {
+	return p.t.List(ctx, prefix, fn)
+}
+func (p plainTarget) Delete(ctx context.Context, key string) error { return p.t.Delete(ctx, key) }
+
+// TestLeaseClaims: on targets with conditional writes, two hosts racing for a tick get it
+// once; a tick while the previous run is still going elsewhere is refused; a crashed host's
+// claim stops counting once it expires.
+func TestLeaseClaims(t *testing.T) {
+	for name, open := range map[string]func(t *testing.T) targets.Target{
+		"dir": func(t *testing.T) targets.Target {
+			tgt, err := targets.Open("d", targets.Spec{Type: "dir", Path: t.TempDir()}, targets.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tgt
+		},
+		"minio": func(t *testing.T) targets.Target {
+			srv := testenv.MinIO(t)
+			tgt, err := targets.Open("m", targets.Spec{Type: "s3", Endpoint: srv.Endpoint, Region: srv.Region, Bucket: testenv.NewBucket(t, srv),
+				AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, BucketLookup: "path"}, targets.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tgt
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			dests := []backupset.Dest{{Name: "t", Target: open(t)}}
+			hostA, hostB := testLeaser("host-a"), testLeaser("host-b")
+			tick := at("2026-11-27T10:00:00Z")
+
+			var wg sync.WaitGroup
+			var leases [2]*lease
+			var errs [2]error
+			for i, l := range []*leaser{hostA, hostB} {
+				wg.Go(func() { leases[i], errs[i] = l.acquire(ctx, "p", KindBackup, "", dests, tick) })
+			}
+			wg.Wait()
+			won := 0
+			for i := range 2 {
+				switch {
+				case errs[i] == nil:
+					won++
+				case !errors.Is(errs[i], errTaken):
+					t.Errorf("host %d: got %v, want errTaken", i, errs[i])
+				}
+			}
+			if won != 1 {
+				t.Fatalf("got %d hosts holding tick %s, want 1 (errors %v)", won, tick, errs)
+			}
+			holder := leases[0]
+			if holder == nil {
+				holder = leases[1]
+			}
+
+			next := tick.Add(4 * time.Second)
+			if _, err := hostB.acquire(ctx, "p", KindBackup, "", dests, next); !errors.Is(err, errBusy) {
+				t.Errorf("next tick while the run goes on: got %v, want errBusy", err)
+			}
+			holder.release("committed")
+			l, err := hostB.acquire(ctx, "p", KindBackup, "", dests, next)
+			if err != nil {
+				t.Fatalf("next tick after release: %v", err)
+			}
+			if _, err := hostA.acquire(ctx, "p", KindBackup, "", dests, tick); !errors.Is(err, errTaken) {
+				t.Errorf("an older tick after a newer claim: got %v, want errTaken", err)
+			}
+
+			// host-b crashes while holding its claim: rewrite it as expired, as it would be
+			// once its renewals stopped a lease TTL ago.
+			key := claimKey("p", KindBackup, next)
+			c, err := readClaim(ctx, dests[0].Target, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Expires = time.Now().Add(-time.Second)
+			data, _ := json.Marshal(c)
+			if err := targets.PutMutable(ctx, dests[0].Target, key, data); err != nil {
+				t.Fatal(err)
+			}
+			// The "crashed" host's renewals would go on in this process; stop them at the end.
+			t.Cleanup(func() { l.release("crashed") })
+			l3, err := hostA.acquire(ctx, "p", KindBackup, "", dests, next.Add(4*time.Second))
+			if err != nil {
+				t.Fatalf("tick after a crashed host's lease expired: got %v, want the lease", err)
+			}
+			l3.release("committed")
+			got, err := readClaim(ctx, dests[0].Target, claimKey("p", KindBackup, next.Add(4*time.Second)))
+			if err != nil || got.State != "done" || got.Host != "host-a" {
+				t.Errorf("released claim: got %+v, %v; want state done by host-a", got, err)
+			}
+		})
+	}
+}
+
+// TestLeaseClaimsArePruned: only the newest claims stay on the target.
+func TestLeaseClaimsArePruned(t *testing.T) {
+	ctx := context.Background()
+	tgt, err := targets.Open("d", targets.Spec{Type: "dir", Path: t.TempDir()}, targets.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dests := []backupset.Dest{{Name: "d", Target: tgt}}
+	l := testLeaser("h")
+	tick := at("2026-11-27T10:00:00Z")
+	for i := range keepClaims + 5 {
+		ls, err := l.acquire(ctx, "p", KindBackup, "", dests, tick.Add(time.Duration(i)*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls.release("ok")
+	}
+	n := 0
+	tgt.List(ctx, claimPrefix("p", KindBackup), func(targets.ObjectInfo) error { n++; return nil })
+	if n != keepClaims+1 {
+		t.Errorf("got %d claims left, want %d", n, keepClaims+1)
+	}
+}
+
+// TestLeaseGetLock: without conditional writes, hosts coordinate through GET_LOCK on the
+// source server, and a tick whose set already exists is not run again.
+func TestLeaseGetLock(t *testing.T) {
+	ctx := context.Background()
+	dsn := testenv.MariaDBDSN(t)
+	dir := t.TempDir()
+	tgt, err := targets.Open("d", targets.Spec{Type: "dir", Path: dir}, targets.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dests := []backupset.Dest{{Name: "d", Target: plainTarget{tgt}}}
+	policy := strings.ReplaceAll(testenv.UniqueName("lease"), "_", "-")
+	hostA, hostB := testLeaser("host-a"), testLeaser("host-b")
+	tick := at("2026-11-27T10:00:00Z")
+
+	la, err := hostA.acquire(ctx, policy, KindBackup, dsn, dests, tick)
+	if err != nil {
+		t.Fatalf("host a: %v", err)
+	}
+	if la.how != "GET_LOCK on the source server" {
+		t.Errorf("got lease by %q, want GET_LOCK on the source server", la.how)
+	}
+	if _, err := hostB.acquire(ctx, policy, KindBackup, dsn, dests, tick); !errors.Is(err, errBusy) {
+		t.Errorf("host b while a holds GET_LOCK: got %v, want errBusy", err)
+	}
+	// Host a makes its set for the tick and releases.
+	fakeSet(t, dir, policy, backupset.NewID(tick.Add(time.Second)), true, tick.Add(time.Second))
+	la.release("ok")
+	if _, err := hostB.acquire(ctx, policy, KindBackup, dsn, dests, tick); !errors.Is(err, errTaken) {
+		t.Errorf("host b after a made the tick's set: got %v, want errTaken", err)
+	}
+	lb, err := hostB.acquire(ctx, policy, KindBackup, dsn, dests, tick.Add(time.Hour))
+	if err != nil {
+		t.Fatalf("host b, next tick: %v", err)
+	}
+	lb.release("ok")
+
+	if _, err := hostA.acquire(ctx, policy, KindBackup, "root@tcp(127.0.0.1:1)/", dests, tick.Add(2*time.Hour)); err == nil ||
+		!strings.Contains(err.Error(), "cannot make sure that no other host runs this job") {
+		t.Errorf("neither conditional writes nor the database: got %v, want an error saying hosts cannot be coordinated", err)
+	}
+}

@@ -1,0 +1,324 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/backupd/backupd/internal/backup"
+	"github.com/backupd/backupd/internal/backupset"
+	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/retention"
+	"github.com/backupd/backupd/internal/targets"
+)
+
+// StorageGC collects the storage-snapshot blobs of a policy (<policy>/blobs/) that no
+// committed set references any more. Prune calls it on each target after deleting sets.
+// Storage snapshots are being built in internal/files; until they land the daemon has none,
+// and Prune reports that it skipped the step.
+type StorageGC func(ctx context.Context, target string, t backupset.Target, policy string, dryRun bool) (summary string, err error)
+
+// PruneOptions tune one retention run.
+type PruneOptions struct {
+	DryRun  bool             // decide and report, delete nothing
+	Now     func() time.Time // injected clock; time.Now when nil
+	Logger  *slog.Logger
+	Metrics *targets.Metrics
+	// SkipTargets names targets not to apply retention to, with the reason: the daemon passes
+	// those where the backup that just ran failed.
+	SkipTargets map[string]string
+	// Protected keeps sets this process is using (a running drill), by ID, with the reason.
+	// Sets used by other processes and hosts are protected by markers on the targets.
+	Protected map[string]string
+	StorageGC StorageGC // nil: storage snapshots are not collected
+}
+
+// PruneReport is what one retention run decided and did, target by target.
+type PruneReport struct {
+	Policy    string
+	Retention string // the retention policy, as people read it; empty when none is configured
+	DryRun    bool
+	Targets   []*TargetPrune
+}
+
+// TargetPrune is the retention run on one target.
+type TargetPrune struct {
+	Target string
+	// Skipped says why retention was not applied here (nothing was deleted by it); garbage
+	// collection of uncommitted sets may still have run.
+	Skipped   string
+	Decisions []retention.Decision // newest first; empty when skipped
+	Deleted   []string             // sets deleted (dry run: that would be), oldest first
+	Collected []string             // uncommitted sets removed by garbage collection
+	GCNotes   []string             // one line per uncommitted set collected or left
+	Storage   string               // the storage GC's summary, or why it did not run
+	Committed int                  // committed sets left on the target
+	Errs      []error
+}
+
+// protectMarkerGrace: expired protection markers are deleted once this much past expiry.
+const protectMarkerGrace = time.Hour
+
+// Prune applies a policy's retention on every one of its targets: the grandfather-father-son
+// selection of package retention, never deleting the newest committed set, a set protected by
+// a running restore or drill, or a set still under object lock; never applying retention on a
+// target that lacks the newest committed set (its latest backup failed there) or that the
+// caller names in SkipTargets. It also garbage-collects uncommitted sets older than the
+// policy's uncommitted_grace, and then storage blobs through StorageGC. The error joins every
+// target's failures; the report is complete either way.
+func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts PruneOptions) (*PruneReport, error) {
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("policy", p.Name)
+	sched, err := ParseSchedule(p.Schedule)
+	if err != nil {
+		return nil, err
+	}
+	rpol := retention.Policy{
+		KeepLast: p.Retention.KeepLast, Hourly: p.Retention.Hourly, Daily: p.Retention.Daily,
+		Weekly: p.Retention.Weekly, Monthly: p.Retention.Monthly, Yearly: p.Retention.Yearly,
+		Location: sched.Location,
+	}
+	rep := &PruneReport{Policy: p.Name, DryRun: opts.DryRun}
+	if !p.Retention.IsZero() {
+		rep.Retention = rpol.String()
+	}
+	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: log, Metrics: opts.Metrics})
+	if err != nil {
+		return rep, err
+	}
+
+	// List every target first: retention on one target depends on what the others hold.
+	listings := make([][]backupset.SetEntry, len(dests))
+	newest := ""
+	for i, d := range dests {
+		tp := &TargetPrune{Target: d.Name}
+		rep.Targets = append(rep.Targets, tp)
+		entries, err := backupset.SetKeys(ctx, d.Target, p.Name)
+		if err != nil {
+			tp.Errs = append(tp.Errs, err)
+			tp.Skipped = "the target could not be listed"
+			continue
+		}
+		listings[i] = entries
+		for _, e := range entries {
+			if e.Committed && e.ID > newest {
+				newest = e.ID
+			}
+		}
+	}
+
+	var errs []error
+	for i, d := range dests {
+		tp := rep.Targets[i]
+		if tp.Skipped == "" {
+			pruneTarget(ctx, p, d, listings[i], newest, rpol, now(), opts, tp, log)
+		}
+		for _, e := range tp.Errs {
+			errs = append(errs, fmt.Errorf("target %s: %w", d.Name, e))
+		}
+	}
+	return rep, errors.Join(errs...)
+}
+
+func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entries []backupset.SetEntry, newest string,
+	rpol retention.Policy, now time.Time, opts PruneOptions, tp *TargetPrune, log *slog.Logger) {
+	log = log.With("target", d.Name)
+	sets := make([]retention.Set, 0, len(entries))
+	holds := false
+	for _, e := range entries {
+		t, err := backupset.IDTime(e.ID)
+		if err != nil {
+			continue
+		}
+		sets = append(sets, retention.Set{ID: e.ID, Time: t, Committed: e.Committed})
+		if e.ID == newest && e.Committed {
+			holds = true
+		}
+	}
+
+	switch reason, skip := opts.SkipTargets[d.Name]; {
+	case skip:
+		tp.Skipped = reason
+	case newest != "" && !holds:
+		tp.Skipped = fmt.Sprintf("the target does not hold the newest committed set %s: its latest backup failed there "+
+			"(or it joined the policy since); retention waits for a backup that succeeds on it", newest)
+	case p.Retention.IsZero():
+		tp.Skipped = "no retention is configured for the policy (retention: is empty): every set is kept"
+	}
+	if tp.Skipped == "" {
+		tp.Decisions = retention.Select(sets, now, rpol)
+		if err := protect(ctx, p.Name, d, tp.Decisions, now, opts, tp, log); err != nil {
+			tp.Errs = append(tp.Errs, err)
+			tp.Skipped = "the protections of sets in use could not be read: nothing is deleted while they are unknown"
+			tp.Decisions = nil
+		}
+	}
+	for _, id := range retention.Prunable(tp.Decisions) {
+		if opts.DryRun {
+			tp.Deleted = append(tp.Deleted, id)
+			continue
+		}
+		n, size, err := backupset.DeleteSet(ctx, d.Target, p.Name, id)
+		if err != nil {
+			tp.Errs = append(tp.Errs, err)
+			continue
+		}
+		tp.Deleted = append(tp.Deleted, id)
+		log.Info("set deleted by retention", "set", id, "objects", n, "bytes", size)
+	}
+	for _, s := range sets {
+		if s.Committed && !slices.Contains(tp.Deleted, s.ID) {
+			tp.Committed++
+		}
+	}
+
+	collectUncommitted(ctx, p, d, entries, now, opts, tp, log)
+
+	switch {
+	case opts.StorageGC == nil:
+		tp.Storage = "not collected: storage snapshots are not built into this backupd yet"
+	case tp.Skipped != "" && len(tp.Errs) > 0:
+		tp.Storage = "not collected: " + tp.Skipped
+	default:
+		summary, err := opts.StorageGC(ctx, d.Name, d.Target, p.Name, opts.DryRun)
+		if err != nil {
+			tp.Errs = append(tp.Errs, fmt.Errorf("collect storage blobs: %w", err))
+		}
+		tp.Storage = summary
+	}
+}
+
+// protect keeps the sets in use (markers on the target, and the caller's own) and the sets
+// still under object lock.
+func protect(ctx context.Context, policy string, d backupset.Dest, ds []retention.Decision, now time.Time,
+	opts PruneOptions, tp *TargetPrune, log *slog.Logger) error {
+	for id, reason := range opts.Protected {
+		retention.Protect(ds, reason, id)
+	}
+	active, expired, err := backupset.Protections(ctx, d.Target, policy, now)
+	if err != nil {
+		return err
+	}
+	for id, ps := range active {
+		for _, pr := range ps {
+			retention.Protect(ds, pr.Reason(), id)
+		}
+	}
+	if !opts.DryRun {
+		for _, pr := range expired {
+			if now.Sub(pr.Expires) > protectMarkerGrace {
+				if err := d.Target.Delete(ctx, pr.Key); err != nil {
+					log.Debug("could not delete an expired protection marker", "key", pr.Key, "err", err)
+				}
+			}
+		}
+	}
+	// Object lock: the manifest is written last, so its retention ends last.
+	for _, id := range retention.Prunable(ds) {
+		until, err := targets.RetainedUntil(ctx, d.Target, backupset.ManifestKey(policy, id))
+		switch {
+		case err != nil:
+			retention.Protect(ds, "object lock state unknown ("+err.Error()+"): kept", id)
+		case until.After(now):
+			retention.Protect(ds, "under object lock until "+until.UTC().Format(time.RFC3339), id)
+		}
+	}
+	return nil
+}
+
+// collectUncommitted removes sets that never committed (their writer died) once they are
+// older than the policy's grace, judged by their newest object so that a long backup still
+// writing is never taken for dead.
+func collectUncommitted(ctx context.Context, p *config.Policy, d backupset.Dest, entries []backupset.SetEntry, now time.Time,
+	opts PruneOptions, tp *TargetPrune, log *slog.Logger) {
+	var sets []retention.Set
+	last := map[string]time.Time{}
+	for _, e := range entries {
+		t, err := backupset.IDTime(e.ID)
+		if err != nil {
+			continue
+		}
+		if e.LastModified.After(t) {
+			t = e.LastModified
+		}
+		last[e.ID] = t
+		sets = append(sets, retention.Set{ID: e.ID, Time: t, Committed: e.Committed})
+	}
+	stale := retention.StaleUncommitted(sets, now, p.UncommittedGrace)
+	for _, e := range entries {
+		if !e.Committed && !slices.Contains(stale, e.ID) {
+			tp.GCNotes = append(tp.GCNotes, fmt.Sprintf("leave   %s  uncommitted, last written %s: younger than uncommitted_grace %s (it may still be being written)",
+				e.ID, last[e.ID].UTC().Format(time.RFC3339), p.UncommittedGrace))
+		}
+	}
+	for _, id := range stale {
+		what := fmt.Sprintf("uncommitted, last written %s: older than uncommitted_grace %s", last[id].UTC().Format(time.RFC3339), p.UncommittedGrace)
+		if opts.DryRun {
+			tp.Collected = append(tp.Collected, id)
+			tp.GCNotes = append(tp.GCNotes, "collect "+id+"  "+what)
+			continue
+		}
+		n, size, err := backupset.DeleteSet(ctx, d.Target, p.Name, id)
+		if errors.Is(err, targets.ErrLocked) {
+			tp.GCNotes = append(tp.GCNotes, "leave   "+id+"  "+what+"; its objects are still under object lock")
+			continue
+		}
+		if err != nil {
+			tp.Errs = append(tp.Errs, fmt.Errorf("collect uncommitted set: %w", err))
+			continue
+		}
+		tp.Collected = append(tp.Collected, id)
+		tp.GCNotes = append(tp.GCNotes, "collect "+id+"  "+what)
+		log.Info("uncommitted set collected", "set", id, "objects", n, "bytes", size)
+	}
+}
+
+// Write prints the report for people: every set with keep or delete and the reasons.
+func (r *PruneReport) Write(w io.Writer) {
+	mode := ""
+	if r.DryRun {
+		mode = " (dry run: nothing is deleted)"
+	}
+	ret := r.Retention
+	if ret == "" {
+		ret = "none configured"
+	}
+	fmt.Fprintf(w, "policy %s, retention: %s%s\n", r.Policy, ret, mode)
+	for _, tp := range r.Targets {
+		fmt.Fprintf(w, "\ntarget %s:\n", tp.Target)
+		if tp.Skipped != "" {
+			fmt.Fprintf(w, "  retention skipped: %s\n", tp.Skipped)
+		}
+		if len(tp.Decisions) > 0 {
+			for _, line := range strings.Split(strings.TrimRight(retention.Summary(tp.Decisions), "\n"), "\n") {
+				fmt.Fprintf(w, "  %s\n", line)
+			}
+		}
+		for _, n := range tp.GCNotes {
+			fmt.Fprintf(w, "  %s\n", n)
+		}
+		if tp.Storage != "" {
+			fmt.Fprintf(w, "  storage blobs: %s\n", tp.Storage)
+		}
+		verb := "deleted"
+		if r.DryRun {
+			verb = "would delete"
+		}
+		fmt.Fprintf(w, "  %s %d set(s) and %d uncommitted set(s); %d committed set(s) remain\n", verb, len(tp.Deleted), len(tp.Collected), tp.Committed)
+		for _, err := range tp.Errs {
+			fmt.Fprintf(w, "  ERROR: %v\n", err)
+		}
+	}
+}
