@@ -101,6 +101,9 @@ func writeConfigSummary(w io.Writer, cfg *config.Config, now time.Time) {
 		}
 		fmt.Fprintf(w, "    targets:   %s (min_targets %d)\n", strings.Join(p.Targets, ", "), p.MinTargets)
 		fmt.Fprintf(w, "    retention: %s\n", describeRetention(p.Retention))
+		if p.Drill != nil {
+			fmt.Fprintf(w, "    drill:     %s\n", p.Drill.Summary(now))
+		}
 	}
 
 	e := cfg.Encryption

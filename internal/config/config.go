@@ -148,6 +148,8 @@ type Policy struct {
 	Jitter           time.Duration // each run starts up to this much after its scheduled time
 	UncommittedGrace time.Duration // uncommitted sets older than this are garbage-collected
 	Alerts           Alerts        // the global alerts with this policy's keys applied over them
+
+	Drill *Drill // the restoration drill (drill:); nil when absent
 }
 
 // MySQL is a database source.

@@ -156,6 +156,12 @@ func TestLoadFull(t *testing.T) {
 		{"hourly.Jitter", hourly.Jitter, time.Duration(0)},
 		{"hourly.UncommittedGrace", hourly.UncommittedGrace, DefaultUncommittedGrace},
 		{"hourly.Alerts (inherited)", hourly.Alerts, cfg.Alerts},
+		{"nightly.Drill", *nightly.Drill, Drill{Schedule: "0 6 * * 1", From: "offsite", MaxRTO: 30 * time.Minute, MaxRPO: 26 * time.Hour,
+			Notify:  []string{"lead@example.com"},
+			Scratch: Scratch{Embedded: &EmbeddedScratch{Dir: filepath.Join(dir, "scratch"), Server: "/usr/sbin/mariadbd", BufferPool: 2 << 30}},
+			Checks: []DrillCheck{{Name: "recent orders", SQL: "SELECT TIMESTAMPDIFF(HOUR, MAX(created_at), NOW()) FROM shop.orders", Database: "shop",
+				Expect: Expect{Min: ptr(0.0), Max: ptr(26.0), Equals: ptr("3"), NotNull: true}}}}},
+		{"hourly.Drill (defaults)", *hourly.Drill, Drill{From: DrillFromRotate, Scratch: Scratch{DSN: "backup:dsn-file-password@unix(/run/mysqld/mysqld.sock)/"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !reflect.DeepEqual(tc.got, tc.want) {
@@ -214,6 +220,10 @@ func TestFullCoversSchema(t *testing.T) {
 		"policies.*.retention": retentionFields(&Retention{}),
 		"alerts":               alertsFields(&Alerts{}),
 		"policies.*.alerts":    alertsFields(&Alerts{}),
+
+		"policies.*.drill":                  drillFields(&Drill{}),
+		"policies.*.drill.scratch":          scratchFields(&Scratch{}),
+		"policies.*.drill.scratch.embedded": embeddedFields(&EmbeddedScratch{}),
 	}
 	schema := map[string]bool{"policies.*.name": true}
 	for level, fs := range levels {

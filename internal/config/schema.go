@@ -97,6 +97,7 @@ func policyFields(p *Policy) fields {
 		"jitter":            duration(&p.Jitter),
 		"uncommitted_grace": duration(&p.UncommittedGrace),
 		"alerts":            object(alertsFields(&p.Alerts)),
+		"drill":             drillField(&p.Drill),
 	}
 }
 

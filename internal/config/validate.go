@@ -120,6 +120,7 @@ func (d *decoder) finish(c *Config) {
 		d.checkPolicy(c, c.Policies[name])
 	}
 	d.checkDaemon(c)
+	d.checkDrills(c)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
