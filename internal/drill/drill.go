@@ -108,6 +108,7 @@ type run struct {
 	threads int
 	rep     *Report
 
+	start     time.Time
 	workspace string
 	dsn       string            // the scratch server
 	names     map[string]string // source database -> name on the scratch
@@ -158,6 +159,7 @@ func newRun(opts Options) (*run, error) {
 		Databases: []DatabaseResult{}, Checks: []CheckResult{}, Storage: []StorageResult{},
 	}
 	r.rep.ID = drillID(start, "")
+	r.start = start
 	if r.drill.Scratch.DSN != "" {
 		r.rep.Scratch.Kind = scratchDSN
 	} else {
@@ -191,7 +193,6 @@ func (r *run) warn(format string, args ...any) {
 // verify, run the checks. Problems become the report's reasons. Everything it creates is
 // removed before it returns.
 func (r *run) run(ctx context.Context, src backupset.Dest) {
-	start := r.now()
 	m, err := r.findSet(ctx, src)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -199,7 +200,7 @@ func (r *run) run(ctx context.Context, src backupset.Dest) {
 		}
 		return
 	}
-	r.rep.ID = drillID(start, m.SetID)
+	r.rep.ID = drillID(r.start, m.SetID)
 	r.log = r.log.With("set", m.SetID)
 	if err := r.describeSet(m); err != nil {
 		r.fail("set %s cannot be read: %v", m.SetID, err)
@@ -311,7 +312,10 @@ func (r *run) describeSet(m *backupset.Manifest) error {
 	}
 	r.dump = dr
 	info := &SetInfo{ID: m.SetID, SnapshotAt: m.StartedAt.UTC(), StartedAt: m.StartedAt.UTC(), FinishedAt: m.FinishedAt.UTC(),
-		Objects: len(m.Objects), Bytes: m.Bytes(), PlainBytes: m.PlainBytes()}
+		Objects: len(m.Objects), Bytes: m.Bytes()}
+	if info.SnapshotAt.IsZero() {
+		info.SnapshotAt, _ = backupset.IDTime(m.SetID) // the set ID holds its start time
+	}
 	info.Tables, info.Rows = backup.Counts(m)
 	r.what = map[string]string{}
 	if dr != nil {
@@ -319,6 +323,7 @@ func (r *run) describeSet(m *backupset.Manifest) error {
 			info.SnapshotAt = dr.SnapshotAt.UTC()
 		}
 		info.Source = fmt.Sprintf("%s %s on %s", dr.Server.Flavor, dr.Server.Version, dr.Server.Host)
+		info.PlainBytes += dr.Bytes
 		for _, db := range dr.Databases {
 			res := DatabaseResult{Source: db.Name, RestoredAs: db.Name, Tables: []TableResult{}}
 			for _, t := range db.Tables {
@@ -343,6 +348,7 @@ func (r *run) describeSet(m *backupset.Manifest) error {
 	}
 	for _, s := range desc.Sources {
 		r.rep.Storage = append(r.rep.Storage, StorageResult{Source: s.Name, FilesExpected: s.Files})
+		info.PlainBytes += s.Bytes
 		r.what[s.Index] = "the index of storage source " + s.Name
 	}
 	r.rep.Set = info

@@ -2,6 +2,7 @@ package drill
 
 import (
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strings"
 	"testing"
@@ -210,3 +211,5 @@ func TestReportHTML(t *testing.T) {
 		t.Errorf("subject = %q", r.Subject())
 	}
 }
+
+func testLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

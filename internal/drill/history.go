@@ -22,8 +22,9 @@ import (
 //	<policy>/drills/<drill ID>.json   the report (Report, as JSON)
 //	<policy>/drills/<drill ID>.html   the same report as the mail's HTML
 //
-// A drill ID is <start time>-<set ID> (e.g. 20261130T060000Z-20261130T030000Z-3f9a; "none"
-// instead of a set ID when the target had no set), so keys sort by time.
+// A drill ID is <start time>-<set ID>-<random> (e.g.
+// 20261130T060000Z-20261130T030000Z-3f9a-7c21; "none" instead of a set ID when the target had
+// no set), so keys sort by time and two drills never share one.
 
 // TrendLength is how many drills the report's trend shows, this one included.
 const TrendLength = 10
@@ -39,7 +40,7 @@ func drillID(start time.Time, setID string) string {
 	if setID == "" {
 		setID = "none"
 	}
-	return start.UTC().Format(idTimeLayout) + "-" + setID
+	return start.UTC().Format(idTimeLayout) + "-" + setID + "-" + randomHex(2)
 }
 
 // Summary is one past drill as `drill history` lists it.
@@ -111,7 +112,12 @@ func History(ctx context.Context, dests []backupset.Dest, policy string, limit i
 	for _, s := range byID {
 		out = append(out, *s)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].StartedAt.Equal(out[j].StartedAt) {
+			return out[i].StartedAt.Before(out[j].StartedAt)
+		}
+		return out[i].ID < out[j].ID
+	})
 	if limit > 0 && len(out) > limit {
 		out = out[len(out)-limit:]
 	}
@@ -220,4 +226,15 @@ func store(ctx context.Context, dests []backupset.Dest, r *Report, html string) 
 		}
 	}
 	return ok, failed
+}
+
+// LastRun returns when the newest finished drill of the policy started, as the drill history on
+// its targets shows (zero when there is none): the daemon's catch-up compares it with the last
+// tick of the drill schedule.
+func LastRun(ctx context.Context, dests []backupset.Dest, policy string) (time.Time, error) {
+	hist, err := History(ctx, dests, policy, 1)
+	if len(hist) == 0 {
+		return time.Time{}, err
+	}
+	return hist[len(hist)-1].StartedAt, nil
 }

@@ -81,10 +81,11 @@ type SetInfo struct {
 	FinishedAt time.Time `json:"finished_at"`
 	Source     string    `json:"source,omitempty"` // e.g. "mariadb 10.11.19 on db1"
 	Objects    int       `json:"objects"`
-	Bytes      int64     `json:"bytes"`       // sealed bytes on the target
-	PlainBytes int64     `json:"plain_bytes"` // before compression
-	Tables     int       `json:"tables"`
-	Rows       int64     `json:"rows"`
+	Bytes      int64     `json:"bytes"` // sealed bytes of the set's objects (storage packs shared with other sets not counted)
+	// PlainBytes is what a restore brings back: the dump's SQL text and the storage files.
+	PlainBytes int64 `json:"plain_bytes"`
+	Tables     int   `json:"tables"`
+	Rows       int64 `json:"rows"`
 }
 
 // ScratchInfo says where the drill restored.
@@ -199,8 +200,9 @@ func (r *Report) WriteText(w io.Writer) {
 	if s := r.Set; s != nil {
 		fmt.Fprintf(w, "set       %s from target %s; data as of %s UTC\n", s.ID, r.Target, s.SnapshotAt.UTC().Format("2006-01-02 15:04:05"))
 		if s.Source != "" {
-			fmt.Fprintf(w, "          source %s; %d tables, %d rows, %s (%s stored)\n", s.Source, s.Tables, s.Rows, humanize.Bytes(s.PlainBytes), humanize.Bytes(s.Bytes))
+			fmt.Fprintf(w, "          source %s\n", s.Source)
 		}
+		fmt.Fprintf(w, "size      %d tables, %d rows, %s to restore (%s stored)\n", s.Tables, s.Rows, humanize.Bytes(s.PlainBytes), humanize.Bytes(s.Bytes))
 	} else {
 		fmt.Fprintf(w, "set       none (target %s)\n", r.Target)
 	}
@@ -336,4 +338,36 @@ func round(d time.Duration) time.Duration {
 		return d.Round(time.Second)
 	}
 	return d.Round(100 * time.Millisecond)
+}
+
+// Problem is nil when the drill passed, else an error with its first reason (and how many more
+// there are): what an alert says in one line.
+func (r *Report) Problem() error {
+	if r.Passed() {
+		return nil
+	}
+	if len(r.Reasons) == 0 {
+		return fmt.Errorf("the drill of policy %s failed", r.Policy)
+	}
+	more := ""
+	if len(r.Reasons) > 1 {
+		more = fmt.Sprintf(" (and %d more problem(s))", len(r.Reasons)-1)
+	}
+	return fmt.Errorf("%s%s", r.Reasons[0], more)
+}
+
+// Brief is a few lines for an alert: the verdict, every reason, the set, target, RTO and RPO,
+// and where the full report is.
+func (r *Report) Brief() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "drill %s of policy %s from target %s", r.Result, r.Policy, r.Target)
+	if r.Set != nil {
+		fmt.Fprintf(&b, ", set %s", r.Set.ID)
+	}
+	fmt.Fprintf(&b, "; RTO %s, RPO %s\n", round(r.RTO()), round(r.RPO()))
+	for _, s := range r.Reasons {
+		fmt.Fprintf(&b, "- %s\n", s)
+	}
+	fmt.Fprintf(&b, "full report: %s%s.html on the policy's targets; backupd drill history --policy %s", DrillsPrefix(r.Policy), r.ID, r.Policy)
+	return b.String()
 }
