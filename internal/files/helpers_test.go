@@ -203,6 +203,12 @@ type cmpOpts struct {
 // scanTree describes every path below root (not root itself).
 func scanTree(t testing.TB, root string) map[string]node {
 	t.Helper()
+	return scanTreeSkip(t, root, "")
+}
+
+// scanTreeSkip is scanTree without one path.
+func scanTreeSkip(t testing.TB, root, skip string) map[string]node {
+	t.Helper()
 	out := map[string]node{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -212,6 +218,9 @@ func scanTree(t testing.TB, root string) map[string]node {
 			return nil
 		}
 		rel, _ := filepath.Rel(root, p)
+		if filepath.ToSlash(rel) == skip {
+			return nil
+		}
 		fi, err := os.Lstat(p)
 		if err != nil {
 			return err
@@ -386,4 +395,13 @@ func sealedGet(t testing.TB, tg backupset.Target, key string, ids []age.Identity
 		t.Fatal(err)
 	}
 	return b
+}
+
+func dirTargetAt(t testing.TB, dir string) backupset.Dest {
+	t.Helper()
+	tg, err := targets.Open("local", targets.Spec{Type: "dir", Path: dir}, targets.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return backupset.Dest{Name: "local", Target: tg}
 }

@@ -495,6 +495,7 @@ type dirDest struct {
 	root      *os.Root
 	overwrite bool
 	chown     bool
+	made      map[string]bool // directories known to exist; used by the planning goroutine only
 }
 
 func (d *dirDest) String() string              { return d.path }
@@ -549,9 +550,17 @@ func (d *dirDest) clear(p string, keepDir bool) (exists bool, err error) {
 }
 
 func (d *dirDest) parents(p string) error {
-	if dir := parentOf(p); dir != "" {
-		return d.root.MkdirAll(dir, 0o755)
+	dir := parentOf(p)
+	if dir == "" || d.made[dir] {
+		return nil
 	}
+	if err := d.root.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if d.made == nil {
+		d.made = map[string]bool{}
+	}
+	d.made[dir] = true
 	return nil
 }
 
@@ -565,7 +574,14 @@ func (d *dirDest) mkdir(e *Entry) error {
 	}
 	// Owner-only until the end, when the stored mode is applied: the restore must be able to
 	// write into a directory whose stored mode is read-only.
-	return d.root.Mkdir(e.Path, 0o700)
+	if err := d.root.Mkdir(e.Path, 0o700); err != nil {
+		return err
+	}
+	if d.made == nil {
+		d.made = map[string]bool{}
+	}
+	d.made[e.Path] = true
+	return nil
 }
 
 func (d *dirDest) file(_ context.Context, e *Entry) (fileWriter, error) {

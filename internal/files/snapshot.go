@@ -158,15 +158,15 @@ func snapshot(ctx context.Context, spec SourceSpec, sink SetSink, dests []backup
 
 	// The marker goes up before anything of the blob area is read: garbage collection relies
 	// on that order (see gc.go).
-	if err := sn.putMarkers(ctx); err != nil {
-		return res, err
-	}
 	ok := false
 	defer func() {
 		if !ok {
 			sn.dropMarkers(ctx)
 		}
 	}()
+	if err := sn.putMarkers(ctx); err != nil {
+		return res, err
+	}
 	sn.retireMarkers(ctx)
 	warnings, err := st.load(ctx)
 	for _, w := range warnings {

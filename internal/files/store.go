@@ -52,9 +52,10 @@ type store struct {
 	blobs   map[blobID]*blobRec
 	open    map[openKey]*openPack
 
-	ops     chan sealOp
-	uploads chan *openPack
-	wg      sync.WaitGroup
+	ops      chan sealOp
+	uploads  chan *openPack
+	wg       sync.WaitGroup
+	packBufs chan *bytes.Buffer // free list; dropped with the store, so nothing outlives a snapshot
 
 	mu     sync.Mutex
 	err    error
@@ -120,8 +121,9 @@ func newStore(policy string, dests []backupset.Dest, recipients []age.Recipient,
 
 func (s *store) start(ctx context.Context) context.Context {
 	ctx, s.cancel = context.WithCancel(ctx)
-	s.ops = make(chan sealOp, 4)
-	s.uploads = make(chan *openPack, 1)
+	s.ops = make(chan sealOp, 1)
+	s.packBufs = make(chan *bytes.Buffer, uploaders+1)
+	s.uploads = make(chan *openPack) // a finished pack waits in the sealer, not in a queue
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -173,6 +175,14 @@ func (s *store) put(ctx context.Context, kind string, sum [32]byte, data []byte)
 	n := int64(len(data))
 	if missing := s.all &^ present; missing != 0 {
 		p := s.openPackFor(kind, missing)
+		if p.off > 0 && p.off+n > s.packSize {
+			// Close it first: a pack never outgrows packSize (unless one blob does), so its
+			// buffer never has to grow.
+			if err := s.closePack(ctx, p); err != nil {
+				return nil, err
+			}
+			p = s.openPackFor(kind, missing)
+		}
 		rec.locs = append(rec.locs, blobLoc{pack: p.idx, off: p.off})
 		p.hdr = append(p.hdr, headerRec{ID: hex.EncodeToString(id[:]), Offset: p.off, Length: n})
 		p.off += n
@@ -183,11 +193,6 @@ func (s *store) put(ctx context.Context, kind string, sum [32]byte, data []byte)
 		}
 		s.newBlobs++
 		s.newBytes += n
-		if p.off >= s.packSize {
-			if err := s.closePack(ctx, p); err != nil {
-				return nil, err
-			}
-		}
 	} else {
 		s.reusedBytes += n
 	}
@@ -282,7 +287,7 @@ func (s *store) sealer(ctx context.Context) {
 		}
 		if op.data != nil {
 			if p.sw == nil {
-				p.buf = getPackBuf(s.packSize)
+				p.buf = s.getPackBuf()
 				sw, err := seal.NewWriter(p.buf, s.recipients, s.level)
 				if err != nil {
 					s.fail(fmt.Errorf("seal pack %s: %w", p.id, err))
@@ -325,7 +330,7 @@ func (s *store) sealHeader(p *openPack) ([]byte, error) {
 		return nil, fmt.Errorf("encode header of pack %s: %w", p.id, err)
 	}
 	var out bytes.Buffer
-	sw, err := seal.NewWriter(&out, []age.Recipient{s.keys.hdrRcpt}, seal.Default)
+	sw, err := seal.NewWriter(&out, []age.Recipient{s.keys.hdrRcpt}, seal.Fastest)
 	if err == nil {
 		_, err = sw.Write(plain)
 	}
@@ -343,7 +348,7 @@ func (s *store) uploader(ctx context.Context) {
 		if s.failed() == nil {
 			s.uploadPack(ctx, p)
 		}
-		putPackBuf(p.buf)
+		s.putPackBuf(p.buf)
 		p.buf, p.sw, p.sealedHdr = nil, nil, nil
 	}
 }
@@ -632,21 +637,26 @@ func putBuf(b []byte) {
 	chunkPools[c].Put(&b)
 }
 
-var packBufs sync.Pool
-
-func getPackBuf(packSize int64) *bytes.Buffer {
-	if b, ok := packBufs.Get().(*bytes.Buffer); ok {
+// Pack buffers are sized for a full pack of incompressible data plus the zstd and age framing
+// (a few bytes per 128 KiB block and 16 per 64 KiB chunk), so they never grow.
+func (s *store) getPackBuf() *bytes.Buffer {
+	select {
+	case b := <-s.packBufs:
 		return b
+	default:
 	}
 	b := &bytes.Buffer{}
-	b.Grow(int(packSize + packSize/8))
+	b.Grow(int(s.packSize + s.packSize/64 + 64<<10))
 	return b
 }
 
-func putPackBuf(b *bytes.Buffer) {
+func (s *store) putPackBuf(b *bytes.Buffer) {
 	if b == nil {
 		return
 	}
 	b.Reset()
-	packBufs.Put(b)
+	select {
+	case s.packBufs <- b:
+	default:
+	}
 }
