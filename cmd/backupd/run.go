@@ -2,14 +2,23 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/backupd/backupd/internal/backup"
+	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/daemon"
+	"github.com/backupd/backupd/internal/drill"
+	"github.com/backupd/backupd/internal/keys"
+	"github.com/backupd/backupd/internal/targets"
 )
 
 func init() {
@@ -37,7 +46,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	log := newLogger(stderr, *verbose)
 	backup.Version = version
-	d, err := daemon.New(cfg, daemon.Options{Logger: log, Version: version})
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, Version: version, Driller: daemonDriller{log: log}})
 	if err != nil {
 		return err
 	}
@@ -81,4 +90,46 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	})
 	return d.Run(ctx)
+}
+
+// daemonDriller runs the scheduled drills with package drill, as `backupd drill` does.
+type daemonDriller struct{ log *slog.Logger }
+
+var _ daemon.Driller = daemonDriller{}
+
+func (dr daemonDriller) Drill(ctx context.Context, cfg *config.Config, p *config.Policy) (daemon.DrillOutcome, error) {
+	ids, err := keys.Identities(cfg, "")
+	if err != nil {
+		return daemon.DrillOutcome{Err: err}, err
+	}
+	rep, err := drill.Run(ctx, drill.Options{Config: cfg, Policy: p, Identities: ids, Logger: dr.log, Tool: "backupd " + version})
+	if rep == nil {
+		return daemon.DrillOutcome{Err: err}, err
+	}
+	out := daemon.DrillOutcome{
+		OK:  rep.Passed(),
+		RTO: time.Duration(rep.RTOSeconds * float64(time.Second)),
+		RPO: time.Duration(rep.RPOSeconds * float64(time.Second)),
+	}
+	if rep.Set != nil {
+		out.SetID = rep.Set.ID
+	}
+	if !out.OK {
+		out.Err = errors.New(strings.Join(rep.Reasons, "; "))
+		out.Summary = fmt.Sprintf("The full report (drill %s, target %s) is stored under %s on the policy's targets; "+
+			"`backupd drill history --policy %s` lists the recent drills.", rep.ID, rep.Target, drill.DrillsPrefix(p.Name), p.Name)
+	}
+	return out, err
+}
+
+func (dr daemonDriller) LastDrill(ctx context.Context, cfg *config.Config, p *config.Policy) (time.Time, error) {
+	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: dr.log})
+	if err != nil {
+		return time.Time{}, err
+	}
+	hist, err := drill.History(ctx, dests, p.Name, 1)
+	if len(hist) == 0 {
+		return time.Time{}, err
+	}
+	return hist[len(hist)-1].StartedAt, nil
 }

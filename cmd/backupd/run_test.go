@@ -21,6 +21,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/backupd/backupd/internal/backupset"
+	"github.com/backupd/backupd/internal/seal"
 	"github.com/backupd/backupd/internal/targets"
 	"github.com/backupd/backupd/internal/testenv"
 )
@@ -447,4 +448,64 @@ policies:
 		t.Errorf("got %v ticks left to the other host, want the daemons to have competed for most ticks", otherHost)
 	}
 	t.Logf("%d sets, %v runs, %v ticks left to the other host", len(sets), made, otherHost)
+}
+
+// TestDaemonScheduledDrill: `backupd run` schedules a policy's drill next to its backup; the
+// drill restores the newest set into a scratch database, and its verdict and RTO reach the
+// metrics.
+func TestDaemonScheduledDrill(t *testing.T) {
+	dsn := testenv.MariaDBDSN(t)
+	minio := testenv.MinIO(t)
+	bucket := testenv.NewBucket(t, minio)
+	dbName := daemonDatabase(t, dsn)
+	policy := testenv.UniqueName("drilled")
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key.txt")
+	if _, err := seal.GenerateKey(keyFile, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	cfgPath := filepath.Join(dir, "backupd.yaml")
+	writeDaemonConfig(t, cfgPath, fmt.Sprintf(`
+listen: %s
+state_dir: ./state
+max_concurrent_jobs: 2
+targets:
+  minio: %s
+encryption: {identity_file: %q}
+policies:
+  %s:
+    schedule: "@every 3s"
+    mysql: {dsn: %q, databases: [%s]}
+    targets: [minio]
+    alerts: {stale_after: 1h}
+    drill:
+      schedule: "@every 5s"
+      scratch: {dsn: %q}
+`, addr, daemonS3Target(minio, bucket), keyFile, policy, dsn, dbName, dsn))
+	p := startDaemon(t, cfgPath, addr)
+	passed := `backupd_job_runs_total{job="drill",policy="` + policy + `",result="success"}`
+	deadline := time.Now().Add(40 * time.Second)
+	for p.metric(t, passed) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no drill passed within 40s")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if got := p.metric(t, `backupd_drill_last_success{policy="`+policy+`"}`); got != 1 {
+		t.Errorf("backupd_drill_last_success: got %v, want 1", got)
+	}
+	if got := p.metric(t, `backupd_drill_rto_seconds{policy="`+policy+`"}`); got <= 0 {
+		t.Errorf("backupd_drill_rto_seconds: got %v, want the drill's restore time", got)
+	}
+	if code := p.stop(t, syscall.SIGTERM, 60*time.Second); code != 0 {
+		t.Errorf("after SIGTERM: got exit code %d, want 0", code)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"drill", "history", "--config", cfgPath, "--policy", policy}, &out, &errb); code != 0 {
+		t.Fatalf("drill history: exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "PASS") {
+		t.Errorf("drill history does not show a passed drill:\n%s", out.String())
+	}
 }

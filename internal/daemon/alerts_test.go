@@ -221,11 +221,11 @@ policies:
 	}
 
 	proxy.enable(t, true)
-	waitFor(t, 20*time.Second, "the recovery mail", func() bool {
+	waitFor(t, 90*time.Second, "the recovery mail", func() bool {
 		return countContaining(mailSubjects(t, mail, policy), policy+": backups succeed again") >= 1
 	})
 	successes := metricValue(t, d, `backupd_job_runs_total{job="backup",policy="`+policy+`",result="success"}`)
-	waitFor(t, 20*time.Second, "two more successful runs", func() bool {
+	waitFor(t, 90*time.Second, "two more successful runs", func() bool {
 		return metricValue(t, d, `backupd_job_runs_total{job="backup",policy="`+policy+`",result="success"}`) >= successes+2
 	})
 	subjects = mailSubjects(t, mail, policy)

@@ -28,7 +28,7 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, p *config.Po
 	if p.MySQL != nil {
 		dsn = p.MySQL.DSN
 	}
-	l, err := d.leases.acquire(ctx, p.Name, KindBackup, dsn, dests, tick)
+	l, err := d.leases.acquire(ctx, p.Name, KindBackup, dsn, dests, tick, setMadeSince(p.Name, dests, tick))
 	if errors.Is(err, errTaken) || errors.Is(err, errBusy) {
 		log.Info("tick left to another host", "reason", err.Error())
 		return fmt.Errorf("%w: %w", ErrSkipped, err)

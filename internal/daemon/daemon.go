@@ -45,6 +45,9 @@ type Options struct {
 	StorageGC     StorageGC
 	CheckInterval time.Duration // staleness and readiness checks; DefaultCheckInterval when 0
 	LeaseTTL      time.Duration // DefaultLeaseTTL when 0
+	// Driller runs the restoration drills of policies with a drill schedule; cmd/backupd
+	// wires package drill in. Nil: drills are not scheduled.
+	Driller Driller
 }
 
 // Daemon runs the jobs of a configuration until its context ends.

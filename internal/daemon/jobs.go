@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/notify"
 )
 
 // ErrSkipped is wrapped by a Job's Run when the tick is not this host's to run (another host
@@ -64,8 +65,73 @@ func (d *Daemon) jobsFor(cfg *config.Config) ([]*Job, error) {
 				return n.Time, err
 			},
 		})
-		// Issue 6: the policy's drill job goes here (Kind: KindDrill, the drill's schedule,
-		// Run: the drill, alerting notify.EventDrillFailed and calling Metrics.Drill).
+		if p.Drill == nil || p.Drill.Schedule == "" {
+			continue
+		}
+		if d.opts.Driller == nil {
+			d.log.Warn("the policy has a drill schedule, but this daemon cannot run drills; drills are not scheduled", "policy", p.Name)
+			continue
+		}
+		dsched, err := ParseSchedule(p.Drill.Schedule)
+		if err != nil {
+			return nil, fmt.Errorf("policy %s: drill: %w", p.Name, err)
+		}
+		jobs = append(jobs, &Job{
+			Policy:   p.Name,
+			Kind:     KindDrill,
+			Schedule: dsched,
+			Jitter:   p.Jitter,
+			CatchUp:  p.CatchUp,
+			Run: func(ctx context.Context, tick time.Time) error {
+				return d.runDrill(ctx, cfg, p, tick)
+			},
+			LastRun: func(ctx context.Context) (time.Time, error) {
+				return d.opts.Driller.LastDrill(ctx, cfg, p)
+			},
+		})
 	}
 	return jobs, nil
+}
+
+// Driller runs restoration drills (package drill, wired in by cmd/backupd, so that the
+// daemon does not depend on everything a drill needs).
+type Driller interface {
+	// Drill runs one drill of p. The outcome holds the verdict; the error says what else
+	// went wrong (the drill could not run, or its report was not delivered).
+	Drill(ctx context.Context, cfg *config.Config, p *config.Policy) (DrillOutcome, error)
+	// LastDrill returns when the newest drill of p on its targets started; zero when none.
+	LastDrill(ctx context.Context, cfg *config.Config, p *config.Policy) (time.Time, error)
+}
+
+// DrillOutcome is what a drill job (issue 6) reports when it ends.
+type DrillOutcome struct {
+	SetID    string
+	OK       bool
+	Err      error         // why it failed: the first failed check, or the error that stopped it
+	RTO, RPO time.Duration // restore time; age of the data restored
+	Summary  string        // a few lines for the alert: what failed, where the report is
+}
+
+// drillFinished records a drill's outcome: the drill metrics, and the drill_failed incident
+// (one alert when drills start failing, one notice when one passes again).
+func (d *Daemon) drillFinished(ctx context.Context, cfg *config.Config, p *config.Policy, o DrillOutcome) {
+	d.metrics.Drill(p.Name, o.OK, o.RTO, o.RPO)
+	obs := observation{
+		event: notify.EventDrillFailed, severity: notify.SeverityCritical,
+		title:    "restoration drill failed",
+		recovery: "restoration drills pass again",
+		text:     fmt.Sprintf("The restoration drill of policy %s passed again on set %s (RTO %s, RPO %s).", p.Name, o.SetID, o.RTO.Round(time.Second), o.RPO.Round(time.Second)),
+		fields:   map[string]string{"set": o.SetID},
+	}
+	if !o.OK {
+		detail := "the drill failed"
+		if o.Err != nil {
+			detail = o.Err.Error()
+		}
+		obs.failing, obs.detail = true, detail
+		obs.text = fmt.Sprintf("The restoration drill of policy %s on set %s failed: %s\n\n%s\n\n"+
+			"Until a drill passes there is no proof that this policy's backups restore.", p.Name, o.SetID, detail, o.Summary)
+		obs.fields["error"] = detail
+	}
+	d.alerts.observe(ctx, cfg, p, obs)
 }

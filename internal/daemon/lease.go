@@ -107,9 +107,14 @@ type lease struct {
 	release func(result string)
 }
 
+// tickDoneFunc tells whether another host has already done a tick (used with GET_LOCK, which
+// excludes hosts only while held): what it found, and true when it is done.
+type tickDoneFunc func(ctx context.Context) (string, bool)
+
 // acquire takes the job's tick for this host. It fails with errTaken or errBusy when another
 // host has it, and with another error when it cannot find out (nothing to coordinate on).
-func (l *leaser) acquire(ctx context.Context, policy, kind, dsn string, dests []backupset.Dest, tick time.Time) (*lease, error) {
+// done is consulted only on the GET_LOCK path.
+func (l *leaser) acquire(ctx context.Context, policy, kind, dsn string, dests []backupset.Dest, tick time.Time, done tickDoneFunc) (*lease, error) {
 	lockName := mysqlLockName(policy, kind)
 	var releaseDB func()
 	var dbErr error
@@ -156,9 +161,12 @@ func (l *leaser) acquire(ctx context.Context, policy, kind, dsn string, dests []
 		return nil, fmt.Errorf("cannot make sure that no other host runs this job: %v; and GET_LOCK on the source server: %w", claimErr, dbErr)
 	}
 	l.log.Debug("coordinating through GET_LOCK on the source server", "policy", policy, "job", kind, "why", claimErr.Error())
-	if id, done := tickDone(ctx, policy, dests, tick); done {
+	if done == nil {
+		done = func(context.Context) (string, bool) { return "", false }
+	}
+	if what, ok := done(ctx); ok {
 		releaseDB()
-		return nil, fmt.Errorf("%w: set %s was made at or after the tick", errTaken, id)
+		return nil, fmt.Errorf("%w: %s", errTaken, what)
 	}
 	return &lease{how: "GET_LOCK on the source server", release: func(string) { releaseDB() }}, nil
 }
@@ -324,9 +332,15 @@ func readClaim(ctx context.Context, t backupset.Target, key string) (claim, erro
 	return c, nil
 }
 
-// tickDone reports whether some target holds a committed set started at or after tick.
-// Targets that cannot be listed are passed over: the backup will report them.
-func tickDone(ctx context.Context, policy string, dests []backupset.Dest, tick time.Time) (string, bool) {
+// setMadeSince is the tick-done check of backups: some target holds a committed set started at
+// or after tick. Targets that cannot be listed are passed over: the backup will report them.
+func setMadeSince(policy string, dests []backupset.Dest, tick time.Time) tickDoneFunc {
+	return func(ctx context.Context) (string, bool) {
+		return setSince(ctx, policy, dests, tick)
+	}
+}
+
+func setSince(ctx context.Context, policy string, dests []backupset.Dest, tick time.Time) (string, bool) {
 	for _, d := range dests {
 		entries, err := backupset.SetKeys(ctx, d.Target, policy)
 		if err != nil {
@@ -339,7 +353,7 @@ func tickDone(ctx context.Context, policy string, dests []backupset.Dest, tick t
 				break
 			}
 			if e.Committed {
-				return e.ID, true
+				return "set " + e.ID + " was made at or after the tick", true
 			}
 		}
 	}

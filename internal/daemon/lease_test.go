@@ -68,7 +68,7 @@ func TestLeaseClaims(t *testing.T) {
 			var leases [2]*lease
 			var errs [2]error
 			for i, l := range []*leaser{hostA, hostB} {
-				wg.Go(func() { leases[i], errs[i] = l.acquire(ctx, "p", KindBackup, "", dests, tick) })
+				wg.Go(func() { leases[i], errs[i] = l.acquire(ctx, "p", KindBackup, "", dests, tick, nil) })
 			}
 			wg.Wait()
 			won := 0
@@ -89,15 +89,15 @@ func TestLeaseClaims(t *testing.T) {
 			}
 
 			next := tick.Add(4 * time.Second)
-			if _, err := hostB.acquire(ctx, "p", KindBackup, "", dests, next); !errors.Is(err, errBusy) {
+			if _, err := hostB.acquire(ctx, "p", KindBackup, "", dests, next, nil); !errors.Is(err, errBusy) {
 				t.Errorf("next tick while the run goes on: got %v, want errBusy", err)
 			}
 			holder.release("committed")
-			l, err := hostB.acquire(ctx, "p", KindBackup, "", dests, next)
+			l, err := hostB.acquire(ctx, "p", KindBackup, "", dests, next, nil)
 			if err != nil {
 				t.Fatalf("next tick after release: %v", err)
 			}
-			if _, err := hostA.acquire(ctx, "p", KindBackup, "", dests, tick); !errors.Is(err, errTaken) {
+			if _, err := hostA.acquire(ctx, "p", KindBackup, "", dests, tick, nil); !errors.Is(err, errTaken) {
 				t.Errorf("an older tick after a newer claim: got %v, want errTaken", err)
 			}
 
@@ -115,7 +115,7 @@ func TestLeaseClaims(t *testing.T) {
 			}
 			// The "crashed" host's renewals would go on in this process; stop them at the end.
 			t.Cleanup(func() { l.release("crashed") })
-			l3, err := hostA.acquire(ctx, "p", KindBackup, "", dests, next.Add(4*time.Second))
+			l3, err := hostA.acquire(ctx, "p", KindBackup, "", dests, next.Add(4*time.Second), nil)
 			if err != nil {
 				t.Fatalf("tick after a crashed host's lease expired: got %v, want the lease", err)
 			}
@@ -139,7 +139,7 @@ func TestLeaseClaimsArePruned(t *testing.T) {
 	l := testLeaser("h")
 	tick := at("2026-11-27T10:00:00Z")
 	for i := range keepClaims + 5 {
-		ls, err := l.acquire(ctx, "p", KindBackup, "", dests, tick.Add(time.Duration(i)*time.Minute))
+		ls, err := l.acquire(ctx, "p", KindBackup, "", dests, tick.Add(time.Duration(i)*time.Minute), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -167,29 +167,29 @@ func TestLeaseGetLock(t *testing.T) {
 	hostA, hostB := testLeaser("host-a"), testLeaser("host-b")
 	tick := at("2026-11-27T10:00:00Z")
 
-	la, err := hostA.acquire(ctx, policy, KindBackup, dsn, dests, tick)
+	la, err := hostA.acquire(ctx, policy, KindBackup, dsn, dests, tick, setMadeSince(policy, dests, tick))
 	if err != nil {
 		t.Fatalf("host a: %v", err)
 	}
 	if la.how != "GET_LOCK on the source server" {
 		t.Errorf("got lease by %q, want GET_LOCK on the source server", la.how)
 	}
-	if _, err := hostB.acquire(ctx, policy, KindBackup, dsn, dests, tick); !errors.Is(err, errBusy) {
+	if _, err := hostB.acquire(ctx, policy, KindBackup, dsn, dests, tick, setMadeSince(policy, dests, tick)); !errors.Is(err, errBusy) {
 		t.Errorf("host b while a holds GET_LOCK: got %v, want errBusy", err)
 	}
 	// Host a makes its set for the tick and releases.
 	fakeSet(t, dir, policy, backupset.NewID(tick.Add(time.Second)), true, tick.Add(time.Second))
 	la.release("ok")
-	if _, err := hostB.acquire(ctx, policy, KindBackup, dsn, dests, tick); !errors.Is(err, errTaken) {
+	if _, err := hostB.acquire(ctx, policy, KindBackup, dsn, dests, tick, setMadeSince(policy, dests, tick)); !errors.Is(err, errTaken) {
 		t.Errorf("host b after a made the tick's set: got %v, want errTaken", err)
 	}
-	lb, err := hostB.acquire(ctx, policy, KindBackup, dsn, dests, tick.Add(time.Hour))
+	lb, err := hostB.acquire(ctx, policy, KindBackup, dsn, dests, tick.Add(time.Hour), setMadeSince(policy, dests, tick.Add(time.Hour)))
 	if err != nil {
 		t.Fatalf("host b, next tick: %v", err)
 	}
 	lb.release("ok")
 
-	if _, err := hostA.acquire(ctx, policy, KindBackup, "root@tcp(127.0.0.1:1)/", dests, tick.Add(2*time.Hour)); err == nil ||
+	if _, err := hostA.acquire(ctx, policy, KindBackup, "root@tcp(127.0.0.1:1)/", dests, tick.Add(2*time.Hour), setMadeSince(policy, dests, tick.Add(2*time.Hour))); err == nil ||
 		!strings.Contains(err.Error(), "cannot make sure that no other host runs this job") {
 		t.Errorf("neither conditional writes nor the database: got %v, want an error saying hosts cannot be coordinated", err)
 	}
