@@ -349,6 +349,8 @@ func (d *destination) session(ctx context.Context) (*loaderConn, error) {
 	setup := []string{
 		"SET SESSION foreign_key_checks = 0",
 		"SET SESSION unique_checks = 0",
+		// No gap locks: loaders filling one table deadlock less.
+		"SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
 	}
 	if d.server.LogBin {
 		setup = append(setup, "SET SESSION sql_log_bin = 0")

@@ -55,6 +55,7 @@ func (p *Plan) Execute(ctx context.Context) (res *Result, err error) {
 		}
 		res.Duration = now().Sub(start)
 		res.Bytes = tr.bytes.Load()
+		res.Downloaded = p.downloaded.Load()
 		if err != nil {
 			status := "failed"
 			switch {
@@ -74,15 +75,17 @@ func (p *Plan) Execute(ctx context.Context) (res *Result, err error) {
 		}
 	}()
 
-	if len(p.Drops) > 0 {
-		phase(PhaseDrop)
-		p.log.Warn("dropping what the restore replaces", "objects", len(p.Drops))
-		if err := p.dest.dropExisting(ctx, p.Drops); err != nil {
-			return res, err
+	// Every destination database gets its marker before anything in it is dropped or loaded, so
+	// no failure from here on leaves a database that looks complete.
+	phase(PhaseSchema)
+	var oldMarkers, drops []Existing
+	for _, e := range p.Drops {
+		if e.Kind == "MARKER" {
+			oldMarkers = append(oldMarkers, e)
+		} else {
+			drops = append(drops, e)
 		}
 	}
-
-	phase(PhaseSchema)
 	for i := range p.Databases {
 		dp := &p.Databases[i]
 		if dp.loadsDatabaseObject() {
@@ -92,11 +95,25 @@ func (p *Plan) Execute(ctx context.Context) (res *Result, err error) {
 		} else if err := p.dest.createDatabase(ctx, dp); err != nil {
 			return res, err
 		}
+	}
+	if err := p.dest.dropExisting(ctx, oldMarkers); err != nil {
+		return res, err
+	}
+	for i := range p.Databases {
+		dp := &p.Databases[i]
 		if err := p.dest.createMarker(ctx, dp.Dest, markerRow{SetID: p.Manifest.SetID, Policy: p.Manifest.Policy,
 			Source: dp.Source, By: p.opts.RestoredBy, Started: start}); err != nil {
 			return res, err
 		}
 		marked = append(marked, dp.Dest)
+	}
+	if len(drops) > 0 {
+		phase(PhaseDrop)
+		p.log.Warn("dropping what the restore replaces", "objects", len(drops))
+		if err := p.dest.dropExisting(ctx, drops); err != nil {
+			return res, err
+		}
+		phase(PhaseSchema)
 	}
 	deferred := map[string]*deferredIndexes{}
 	for i := range p.Databases {
@@ -153,7 +170,6 @@ func (p *Plan) Execute(ctx context.Context) (res *Result, err error) {
 		}
 	}
 	marked = nil
-	res.Downloaded = p.downloaded.Load()
 	p.log.Info("restore finished", "tables", res.Tables, "verified", res.Verified, "bytes", tr.bytes.Load(),
 		"duration", now().Sub(start).Round(time.Millisecond))
 	return res, nil
@@ -191,7 +207,7 @@ func (p *Plan) loadOneWith(ctx context.Context, dp *DatabasePlan, o dump.Object,
 			return fmt.Errorf("load %s: select database %s: %w", o.Key, quoteIdent(database), err)
 		}
 	}
-	return loadStatements(ctx, conn, o.Key, rc, -1, &tr.bytes, transform)
+	return loadStatements(ctx, conn, o.Key, rc, -1, &tr.bytes, transform, p.log)
 }
 
 // open fetches an object: the first holder with a good copy, checked before decryption.
@@ -359,7 +375,7 @@ func (p *Plan) loadData(ctx context.Context, tr *tracker, res *Result, deferred 
 						}
 						current = f.job.dp.Dest
 					}
-					return loadStatements(ctx, conn, f.job.obj.Key, f.rc, p.opts.TxBytes, &tr.bytes, nil)
+					return loadStatements(ctx, conn, f.job.obj.Key, f.rc, p.opts.TxBytes, &tr.bytes, nil, p.log)
 				}()
 				if err != nil {
 					fail(err)
@@ -382,9 +398,10 @@ func (p *Plan) loadData(ctx context.Context, tr *tracker, res *Result, deferred 
 	return nil
 }
 
-// dataJobs orders the data objects: tables largest first, taking one object of each in turn,
-// so the loaders work on different tables (less contention on one table's indexes) and the big
-// tables, which take longest, start first.
+// dataJobs orders the data objects: the largest table first, all of its objects before the next
+// table's. The loaders then finish the big tables early, so building a big table's deferred
+// indexes and checking its checksum overlap with loading the smaller ones instead of being the
+// tail of the restore.
 func (p *Plan) dataJobs(tables map[string]*tableState) []dataJob {
 	type group struct {
 		bytes int64
@@ -411,18 +428,10 @@ func (p *Plan) dataJobs(tables map[string]*tableState) []dataJob {
 	}
 	sort.SliceStable(keys, func(i, j int) bool { return groups[keys[i]].bytes > groups[keys[j]].bytes })
 	var out []dataJob
-	for round := 0; ; round++ {
-		added := false
-		for _, k := range keys {
-			if g := groups[k]; round < len(g.jobs) {
-				out = append(out, g.jobs[round])
-				added = true
-			}
-		}
-		if !added {
-			return out
-		}
+	for _, k := range keys {
+		out = append(out, groups[k].jobs...)
 	}
+	return out
 }
 
 func verifiable(t dump.Table) bool {

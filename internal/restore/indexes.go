@@ -13,9 +13,9 @@ import (
 // Inserting rows into a table with secondary indexes updates every index at random places per
 // row; with a buffer pool smaller than the indexes, that is random I/O. Building the index after
 // the rows are in (ALTER TABLE … ADD KEY) reads the table once and sorts: the whole restore of
-// the shop benchmark took 68 s instead of 127 s (docs/restore.md, "Speed"). So the CREATE TABLE statement is
-// loaded without its plain and unique secondary keys, and they are added, in their original
-// order and with their original definitions, once the table's last data object is in.
+// the shop benchmark took 68 s instead of 127 s (docs/restore.md, "Speed"). So the CREATE TABLE
+// statement is loaded without its plain and unique secondary keys, and they are added, in their
+// original order and with their original definitions, once the table's last data object is in.
 //
 // Only tables where this is certainly equivalent qualify: InnoDB, a PRIMARY KEY (otherwise the
 // first unique key would become the clustered index and adding it later rebuilds the table),

@@ -3,31 +3,82 @@ package restore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
+
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/backupd/backupd/internal/dump"
 )
 
 // DefaultTxBytes is how much INSERT text one loader transaction holds before it commits: large
-// enough that commits (a redo log flush each) are rare, small enough that the undo log and a
-// rollback stay cheap.
-const DefaultTxBytes = 16 << 20
+// enough that commits (a redo log flush each) are rare, small enough that the undo log, a
+// rollback and the copy kept for a replay (below) stay cheap.
+const DefaultTxBytes = 8 << 20
+
+// maxAttempts bounds how often one transaction is replayed after a deadlock or lock wait
+// timeout.
+const maxAttempts = 6
 
 // loadStatements executes the statements of one object on conn, as FORMAT.md describes: split
 // with dump.ReadStatements and sent unchanged. With txBytes > 0, runs of INSERTs are grouped into
-// transactions of about txBytes; any other statement commits first. transform, when not nil, may
-// replace a statement (deferred indexes); counted is advanced by the plain bytes read.
-func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Reader, txBytes int64, counted *atomic.Int64, transform func([]byte) []byte) error {
+// transactions of about txBytes; any other statement commits first. Two loaders filling the same
+// table can deadlock on its secondary indexes; InnoDB then rolls one transaction back, and it
+// is replayed from a copy of its statements. transform, when not nil, may replace a statement
+// (deferred indexes); counted is advanced by the plain bytes read.
+func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Reader, txBytes int64, counted *atomic.Int64, transform func([]byte) []byte, log *slog.Logger) error {
 	cr := &countingReader{r: r, n: counted}
 	inTx := false
 	var pending int64
+	var batch [][]byte // the open transaction's statements, for a replay
 	n := 0
 	exec := func(q string) error {
 		_, err := conn.ExecContext(ctx, q)
 		return err
+	}
+	commit := func() error {
+		if err := exec("COMMIT"); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		inTx, pending, batch = false, 0, batch[:0]
+		return nil
+	}
+	// restart rolls the open transaction back and runs its statements again.
+	restart := func() error {
+		if !inTx {
+			return nil
+		}
+		exec("ROLLBACK")
+		if err := exec("BEGIN"); err != nil {
+			return err
+		}
+		for _, s := range batch {
+			if err := exec(string(s)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	run := func(stmt []byte) error {
+		err := exec(string(stmt))
+		for attempt := 1; err != nil; attempt++ {
+			if !retryable(err) || attempt >= maxAttempts {
+				return err
+			}
+			log.Warn("replaying a transaction", "object", key, "attempt", attempt, "err", err)
+			if err := sleepCtx(ctx, time.Duration(attempt*attempt)*50*time.Millisecond); err != nil {
+				return err
+			}
+			if err = restart(); err == nil {
+				err = exec(string(stmt))
+			}
+		}
+		return nil
 	}
 	err := dump.ReadStatements(cr, func(stmt []byte) error {
 		n++
@@ -36,10 +87,9 @@ func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Read
 		}
 		insert := txBytes > 0 && hasPrefixFold(stmt, "INSERT ")
 		if inTx && !insert {
-			if err := exec("COMMIT"); err != nil {
-				return fmt.Errorf("commit: %w", err)
+			if err := commit(); err != nil {
+				return err
 			}
-			inTx, pending = false, 0
 		}
 		if insert && !inTx {
 			if err := exec("BEGIN"); err != nil {
@@ -47,24 +97,20 @@ func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Read
 			}
 			inTx = true
 		}
-		if err := exec(string(stmt)); err != nil {
+		if err := run(stmt); err != nil {
 			return fmt.Errorf("statement %d (%s): %w", n, excerpt(stmt), err)
 		}
 		if inTx {
+			batch = append(batch, append([]byte(nil), stmt...))
 			pending += int64(len(stmt))
 			if pending >= txBytes {
-				if err := exec("COMMIT"); err != nil {
-					return fmt.Errorf("commit: %w", err)
-				}
-				inTx, pending = false, 0
+				return commit()
 			}
 		}
 		return nil
 	})
 	if err == nil && inTx {
-		if err = exec("COMMIT"); err != nil {
-			err = fmt.Errorf("commit: %w", err)
-		}
+		err = commit()
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -73,6 +119,24 @@ func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Read
 		return fmt.Errorf("load %s: %w", key, err)
 	}
 	return nil
+}
+
+// retryable reports a failure that rolling back and trying again resolves: a deadlock (InnoDB
+// rolled the transaction back) or a lock wait timeout.
+func retryable(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }
 
 func hasPrefixFold(b []byte, prefix string) bool {
