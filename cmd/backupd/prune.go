@@ -28,9 +28,11 @@ func runPrune(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	log := newLogger(stderr, *verbose)
 	rep, err := daemon.Prune(ctx, cfg, p, daemon.PruneOptions{
-		DryRun: *dryRun,
-		Logger: newLogger(stderr, *verbose),
+		DryRun:    *dryRun,
+		Logger:    log,
+		StorageGC: storageGC(log),
 	})
 	if rep != nil {
 		rep.Write(stdout)

@@ -14,9 +14,12 @@ import (
 	"time"
 
 	"github.com/backupd/backupd/internal/backup"
+	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/daemon"
 	"github.com/backupd/backupd/internal/drill"
+	"github.com/backupd/backupd/internal/files"
+	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/targets"
 )
@@ -46,7 +49,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	log := newLogger(stderr, *verbose)
 	backup.Version = version
-	d, err := daemon.New(cfg, daemon.Options{Logger: log, Version: version, Driller: daemonDriller{log: log}})
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, Version: version, Driller: daemonDriller{log: log}, StorageGC: storageGC(log)})
 	if err != nil {
 		return err
 	}
@@ -132,4 +135,31 @@ func (dr daemonDriller) LastDrill(ctx context.Context, cfg *config.Config, p *co
 		return time.Time{}, err
 	}
 	return hist[len(hist)-1].StartedAt, nil
+}
+
+// storageGC collects the storage blobs that no committed set references any more, after
+// retention (package files; its mark and sweep is safe while snapshots run).
+func storageGC(log *slog.Logger) daemon.StorageGC {
+	return func(ctx context.Context, target string, t backupset.Target, policy string, dryRun bool) (string, error) {
+		res, err := files.GC(ctx, t, policy, files.GCOptions{DryRun: dryRun, Logger: log.With("target", target)})
+		if res == nil {
+			return "", err
+		}
+		if res.Packs == 0 && len(res.Deleted) == 0 {
+			return "none stored", err
+		}
+		verb := "deleted"
+		if dryRun {
+			verb = "would delete"
+		}
+		s := fmt.Sprintf("%d pack(s), %d referenced by %d set(s); %s %d object(s) (%s)", res.Packs, res.Referenced, len(res.Sets),
+			verb, len(res.Deleted), humanize.Bytes(res.DeletedBytes))
+		if n := len(res.KeptYoung); n > 0 {
+			s += fmt.Sprintf("; %d unreferenced kept while young", n)
+		}
+		if n := len(res.Deferred); n > 0 {
+			s += fmt.Sprintf("; deletion deferred by %d snapshot(s) in progress", n)
+		}
+		return s, err
+	}
 }

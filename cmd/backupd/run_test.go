@@ -376,6 +376,9 @@ policies:
 	if code := run(context.Background(), []string{"prune", "--config", cfgPath, "--policy", policy, "--dry-run"}, &out, &errb); code != 0 {
 		t.Fatalf("prune --dry-run: exit %d: %s", code, errb.String())
 	}
+	if !strings.Contains(out.String(), "storage blobs: none stored") {
+		t.Errorf("prune --dry-run does not report the storage garbage collection:\n%s", out.String())
+	}
 	for _, s := range sets {
 		if !strings.Contains(out.String(), "keep    "+s.ID+"  newest committed set") && !strings.Contains(out.String(), "keep    "+s.ID+"  keep_last 2/2") {
 			t.Errorf("prune --dry-run does not keep %s with its reason:\n%s", s.ID, out.String())
