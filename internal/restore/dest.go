@@ -25,6 +25,7 @@ type Server struct {
 	MaxAllowedPacket int64
 	LowerCaseNames   int  // @@lower_case_table_names
 	LogBin           bool // binary logging on: sql_log_bin = 0 is tried per session
+	BinlogFormat     string
 }
 
 // Existing is an object in the destination that the restore would create too.
@@ -76,14 +77,15 @@ func openDestination(ctx context.Context, dsn string) (*destination, error) {
 		return nil, withKind(ErrDestination, fmt.Errorf("open the destination: %w", err))
 	}
 	db := sql.OpenDB(connector)
-	var logBin sql.NullString
-	err = db.QueryRowContext(ctx, "SELECT VERSION(), @@hostname, @@global.max_allowed_packet, @@lower_case_table_names, @@log_bin").
-		Scan(&server.Version, &server.Hostname, &server.MaxAllowedPacket, &server.LowerCaseNames, &logBin)
+	var logBin, format sql.NullString
+	err = db.QueryRowContext(ctx, "SELECT VERSION(), @@hostname, @@global.max_allowed_packet, @@lower_case_table_names, @@log_bin, @@binlog_format").
+		Scan(&server.Version, &server.Hostname, &server.MaxAllowedPacket, &server.LowerCaseNames, &logBin, &format)
 	if err != nil {
 		db.Close()
 		return nil, classifyConnectError(ctx, cfg, err)
 	}
 	server.LogBin = logBin.Valid && (logBin.String == "1" || strings.EqualFold(logBin.String, "ON"))
+	server.BinlogFormat = strings.ToUpper(format.String)
 	// Let the client send statements as large as the server accepts.
 	db.Close()
 	cfg.MaxAllowedPacket = int(server.MaxAllowedPacket)
@@ -346,29 +348,33 @@ func (d *destination) session(ctx context.Context) (*loaderConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to the destination: %w", err)
 	}
-	setup := []string{
-		"SET SESSION foreign_key_checks = 0",
-		"SET SESSION unique_checks = 0",
-		// No gap locks: loaders filling one table deadlock less.
-		"SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+	fail := func(stmt string, err error) (*loaderConn, error) {
+		conn.Raw(func(any) error { return driver.ErrBadConn })
+		conn.Close()
+		return nil, fmt.Errorf("set up a loader session (%s): %w", stmt, err)
 	}
-	if d.server.LogBin {
-		setup = append(setup, "SET SESSION sql_log_bin = 0")
+	for _, stmt := range []string{"SET SESSION foreign_key_checks = 0", "SET SESSION unique_checks = 0"} {
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			return fail(stmt, err)
+		}
+	}
+	logged := d.server.LogBin
+	if logged {
+		// Needs SUPER or BINLOG ADMIN; without it the load is logged (and replicated), which is
+		// slower but correct.
+		if _, err := conn.ExecContext(ctx, "SET SESSION sql_log_bin = 0"); err == nil {
+			logged = false
+		}
+	}
+	if !logged || d.server.BinlogFormat != "STATEMENT" {
+		// No gap locks, so loaders filling one table deadlock less. (Statement-based binary
+		// logging refuses InnoDB writes at this level.)
+		if _, err := conn.ExecContext(ctx, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"); err != nil {
+			return fail("READ COMMITTED", err)
+		}
 	}
 	if strings.Contains(strings.ToLower(d.server.Version), "mariadb") {
-		setup = append(setup, "SET SESSION max_statement_time = 0")
-	}
-	for _, s := range setup {
-		if _, err := conn.ExecContext(ctx, s); err != nil {
-			if strings.Contains(s, "sql_log_bin") || strings.Contains(s, "max_statement_time") {
-				// Needs SUPER/BINLOG ADMIN; without it the load is logged (and replicated), which is
-				// slower but correct.
-				continue
-			}
-			conn.Raw(func(any) error { return driver.ErrBadConn })
-			conn.Close()
-			return nil, fmt.Errorf("set up a loader session (%s): %w", s, err)
-		}
+		conn.ExecContext(ctx, "SET SESSION max_statement_time = 0") // a global limit must not cut a load short
 	}
 	return &loaderConn{conn}, nil
 }

@@ -218,7 +218,7 @@ func TestOneLine(t *testing.T) {
 	}
 }
 
-func TestDataJobsLargestTableFirst(t *testing.T) {
+func TestDataJobsInterleaveTablesLargestFirst(t *testing.T) {
 	dp := DatabasePlan{Source: "d", Dest: "d"}
 	add := func(table string, n int, bytes int64) {
 		for i := 1; i <= n; i++ {
@@ -237,7 +237,7 @@ func TestDataJobsLargestTableFirst(t *testing.T) {
 	for _, j := range p.dataJobs(tables) {
 		got = append(got, strings.TrimPrefix(j.obj.Key, "d/data/"))
 	}
-	want := "big/00001.sql big/00002.sql big/00003.sql mid/00001.sql mid/00002.sql small/00001.sql"
+	want := "big/00001.sql mid/00001.sql small/00001.sql big/00002.sql mid/00002.sql big/00003.sql"
 	if strings.Join(got, " ") != want {
 		t.Errorf("got %s, want %s", strings.Join(got, " "), want)
 	}
