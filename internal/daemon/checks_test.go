@@ -1,11 +1,16 @@
 package daemon
 
 import (
+	"context"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/dump"
+	"github.com/backupd/backupd/internal/targets"
 )
 
 func dumpWith(tables map[string]int64) *dump.Result {
@@ -59,5 +64,36 @@ func TestShrinkage(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSetKeysSkipsOtherAreas: the daemon's listing sees the same sets as backupset.SetKeys,
+// without the storage, drill and lock areas.
+func TestSetKeysSkipsOtherAreas(t *testing.T) {
+	dir := t.TempDir()
+	tgt, err := targets.Open("d", targets.Spec{Type: "dir", Path: dir}, targets.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	now := time.Now()
+	a, b := backupset.NewID(now.Add(-time.Hour)), backupset.NewID(now)
+	fakeSet(t, dir, "p", a, true, now.Add(-time.Hour))
+	fakeSet(t, dir, "p", b, false, now)
+	for _, k := range []string{"p/blobs/ab/abcdef.pack", "p/drills/x.json", "p/locks/backup/y.json", "p2/20261127T030000Z-aaaa/manifest.json"} {
+		if err := tgt.Put(ctx, k, strings.NewReader("x"), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := backupset.SetKeys(ctx, tgt, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := setKeys(ctx, tgt, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) || len(got) != 2 {
+		t.Errorf("got %+v, want %+v", got, want)
 	}
 }

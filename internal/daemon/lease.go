@@ -342,7 +342,7 @@ func setMadeSince(policy string, dests []backupset.Dest, tick time.Time) tickDon
 
 func setSince(ctx context.Context, policy string, dests []backupset.Dest, tick time.Time) (string, bool) {
 	for _, d := range dests {
-		entries, err := backupset.SetKeys(ctx, d.Target, policy)
+		entries, err := setKeys(ctx, d.Target, policy)
 		if err != nil {
 			continue
 		}

@@ -105,7 +105,7 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 	for i, d := range dests {
 		tp := &TargetPrune{Target: d.Name}
 		rep.Targets = append(rep.Targets, tp)
-		entries, err := backupset.SetKeys(ctx, d.Target, p.Name)
+		entries, err := setKeys(ctx, d.Target, p.Name)
 		if err != nil {
 			tp.Errs = append(tp.Errs, err)
 			tp.Skipped = "the target could not be listed"
