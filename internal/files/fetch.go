@@ -82,6 +82,7 @@ type fetcher struct {
 	log     *slog.Logger
 
 	missing map[failKey]bool // plan only
+	bufs    bufList          // one blob buffer per worker
 
 	mu        sync.Mutex
 	warnings  []string
@@ -226,6 +227,9 @@ func (f *fetcher) run(ctx context.Context, jobs []*job) ([]*need, error) {
 	if workers <= 0 {
 		workers = 4
 	}
+	if f.bufs == nil {
+		f.bufs = newBufList(workers)
+	}
 	parallel(ctx, workers, len(jobs), func(i int) {
 		j := jobs[i]
 		rest, srcErr, dstErr := f.runJob(ctx, j)
@@ -293,41 +297,39 @@ func (f *fetcher) runJob(ctx context.Context, j *job) (rest []*need, srcErr, dst
 	f.mu.Lock()
 	f.packsRead++
 	f.mu.Unlock()
+	// One buffer per job, from the worker's share of f.bufs; it keeps the last blob read, for
+	// a second need at the same offset (identical index chunks).
+	buf, err := f.bufs.get(ctx, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() { f.bufs.put(buf) }()
 	var (
-		pos     int64
-		prev    []byte // the last blob read, for a second need at the same offset
-		prevOff = int64(-1)
+		pos  int64
+		data []byte
+		last = int64(-1)
 	)
-	defer func() {
-		if prev != nil {
-			putBuf(prev)
-		}
-	}()
 	for i, it := range j.items {
-		data := prev
-		if it.off != prevOff || int64(len(prev)) != it.n.size {
+		if it.off != last || int64(len(data)) != it.n.size {
 			if it.off < pos {
 				return all(i), fmt.Errorf("pack %s: blobs overlap at offset %d (damaged index)", j.pack, it.off), nil
 			}
 			if _, err := io.CopyN(io.Discard, pr, it.off-pos); err != nil {
 				return all(i), fmt.Errorf("read %s on target %s: %w", key, s.name, err), nil
 			}
-			if prev != nil {
-				putBuf(prev)
+			if int64(cap(buf)) < it.n.size {
+				buf = make([]byte, it.n.size)
 			}
-			prev, prevOff = nil, -1
-			data = getBuf(int(it.n.size))
+			data, last = buf[:it.n.size], -1
 			if _, err := io.ReadFull(pr, data); err != nil {
-				putBuf(data)
 				if ctx.Err() != nil {
 					return nil, nil, ctx.Err()
 				}
 				return all(i), fmt.Errorf("read %s on target %s: %w", key, s.name, err), nil
 			}
-			pos = it.off + it.n.size
-			prev, prevOff = data, it.off
+			pos, last = it.off+it.n.size, it.off
 			f.mu.Lock()
-			f.bytesRead += int64(len(data))
+			f.bytesRead += it.n.size
 			f.mu.Unlock()
 		}
 		if it.n.hasSum && sha256.Sum256(data) != it.n.sum {

@@ -2,6 +2,7 @@ package files
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -98,6 +99,9 @@ func GC(ctx context.Context, t backupset.Target, policy string, opts GCOptions) 
 	sets, err := backupset.SetKeys(ctx, t, policy)
 	if err != nil {
 		return res, err
+	}
+	if gcTestHookListed != nil {
+		gcTestHookListed()
 	}
 	if err := markSets(ctx, t, policy, sets, counted, marked, res); err != nil {
 		return res, err
@@ -227,12 +231,19 @@ func GC(ctx context.Context, t backupset.Target, policy string, opts GCOptions) 
 	return res, nil
 }
 
+// gcTestHookListed, when set by a test, runs between the first listing of sets and reading
+// their manifests.
+var gcTestHookListed func()
+
 func markSets(ctx context.Context, t backupset.Target, policy string, sets []backupset.SetEntry, counted, marked map[string]bool, res *GCResult) error {
 	for _, s := range sets {
 		if !s.Committed || counted[s.ID] {
 			continue
 		}
 		m, err := backupset.ReadManifest(ctx, t, policy, s.ID)
+		if errors.Is(err, targets.ErrNotFound) {
+			continue // deleted since the listing: it protects nothing any more
+		}
 		if err != nil {
 			return fmt.Errorf("garbage collection stopped, nothing deleted: %w (the set's references are unknown; repair or delete that set first)", err)
 		}

@@ -100,6 +100,24 @@ func TestGCRules(t *testing.T) {
 			},
 		},
 		{
+			name: "a set deleted while the collection lists is skipped",
+			setup: func(t *testing.T, ctx context.Context, d backupset.Dest, k testKeys) {
+				// Listed as committed, gone when read: what a concurrent deletion looks like.
+				gcTestHookListed = func() {
+					gcTestHookListed = nil
+					for _, s := range mustSetKeys(t, d.Target) {
+						d.Target.Delete(ctx, backupset.ManifestKey(testPolicy, s.ID))
+					}
+				}
+			},
+			opts: GCOptions{Now: later(7 * time.Hour)},
+			check: func(t *testing.T, res *GCResult) {
+				if len(res.Sets) != 0 {
+					t.Errorf("counted sets %v, want none (all were deleted)", res.Sets)
+				}
+			},
+		},
+		{
 			name: "an unreadable manifest stops everything",
 			setup: func(t *testing.T, ctx context.Context, d backupset.Dest, k testKeys) {
 				body := []byte("{not json")
@@ -140,6 +158,9 @@ func TestGCRules(t *testing.T) {
 			}
 			if tt.check != nil && res != nil {
 				tt.check(t, res)
+			}
+			if res != nil && len(res.Sets) == 0 {
+				return // the set is gone too
 			}
 			// Whatever happened, the remaining set restores exactly.
 			dst := filepath.Join(t.TempDir(), "out")
@@ -221,4 +242,13 @@ func TestUsage(t *testing.T) {
 	if len(u) != 1 || u[0].SetID != id2 || u[0].Bytes == 0 || u[0].ExclusiveBytes != u[0].Bytes {
 		t.Errorf("usage %+v, want one set %s whose bytes are all exclusive", u, id2)
 	}
+}
+
+func mustSetKeys(t *testing.T, tg backupset.Target) []backupset.SetEntry {
+	t.Helper()
+	sets, err := backupset.SetKeys(context.Background(), tg, testPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sets
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/bits"
 	"slices"
 	"sort"
 	"sync"
@@ -52,10 +51,11 @@ type store struct {
 	blobs   map[blobID]*blobRec
 	open    map[openKey]*openPack
 
-	ops      chan sealOp
-	uploads  chan *openPack
-	wg       sync.WaitGroup
-	packBufs chan *bytes.Buffer // free list; dropped with the store, so nothing outlives a snapshot
+	ops       chan sealOp
+	uploads   chan *openPack
+	wg        sync.WaitGroup
+	packBufs  chan *bytes.Buffer // free list; dropped with the store, so nothing outlives a snapshot
+	chunkBufs bufList            // chunk copies on their way to the sealer
 
 	mu     sync.Mutex
 	err    error
@@ -102,7 +102,7 @@ type openPack struct {
 
 type sealOp struct {
 	p      *openPack
-	data   []byte // from getBuf; nil when only finishing
+	data   []byte // from chunkBufs; nil when only finishing
 	finish bool
 }
 
@@ -122,6 +122,7 @@ func newStore(policy string, dests []backupset.Dest, recipients []age.Recipient,
 func (s *store) start(ctx context.Context) context.Context {
 	ctx, s.cancel = context.WithCancel(ctx)
 	s.ops = make(chan sealOp, 1)
+	s.chunkBufs = newBufList(3) // one being filled, one queued, one being sealed
 	s.packBufs = make(chan *bytes.Buffer, uploaders+1)
 	s.uploads = make(chan *openPack) // a finished pack waits in the sealer, not in a queue
 	s.wg.Add(1)
@@ -186,7 +187,13 @@ func (s *store) put(ctx context.Context, kind string, sum [32]byte, data []byte)
 		rec.locs = append(rec.locs, blobLoc{pack: p.idx, off: p.off})
 		p.hdr = append(p.hdr, headerRec{ID: hex.EncodeToString(id[:]), Offset: p.off, Length: n})
 		p.off += n
-		buf := getBuf(len(data))
+		buf, err := s.chunkBufs.get(ctx, len(data))
+		if err != nil {
+			if ferr := s.failed(); ferr != nil {
+				return nil, ferr
+			}
+			return nil, err
+		}
 		copy(buf, data)
 		if err := s.send(ctx, sealOp{p: p, data: buf}); err != nil {
 			return nil, err
@@ -239,7 +246,7 @@ func (s *store) send(ctx context.Context, op sealOp) error {
 		return nil
 	case <-ctx.Done():
 		if op.data != nil {
-			putBuf(op.data)
+			s.chunkBufs.put(op.data)
 		}
 		if err := s.failed(); err != nil {
 			return err
@@ -281,7 +288,7 @@ func (s *store) sealer(ctx context.Context) {
 		p := op.p
 		if s.failed() != nil {
 			if op.data != nil {
-				putBuf(op.data)
+				s.chunkBufs.put(op.data)
 			}
 			continue
 		}
@@ -291,13 +298,13 @@ func (s *store) sealer(ctx context.Context) {
 				sw, err := seal.NewWriter(p.buf, s.recipients, s.level)
 				if err != nil {
 					s.fail(fmt.Errorf("seal pack %s: %w", p.id, err))
-					putBuf(op.data)
+					s.chunkBufs.put(op.data)
 					continue
 				}
 				p.sw = sw
 			}
 			_, err := p.sw.Write(op.data)
-			putBuf(op.data)
+			s.chunkBufs.put(op.data)
 			if err != nil {
 				s.fail(fmt.Errorf("seal pack %s: %w", p.id, err))
 				continue
@@ -612,30 +619,34 @@ func parallel(ctx context.Context, k, n int, fn func(i int)) {
 	wg.Wait()
 }
 
-// Chunk copies travel from the producer to the sealer in pooled buffers, by power-of-two size
-// class, so that a 200 MiB file does not leave 200 MiB of garbage behind.
-var chunkPools [24]sync.Pool
+// bufList is a fixed set of reusable byte buffers. Chunk copies travel from the producer to
+// the sealer in them, and restore workers read blobs into them: a fixed set, rather than a
+// sync.Pool, because a pool is emptied by every garbage collection and would then allocate
+// again at the worst moment, and because the set bounds the memory in flight.
+type bufList chan []byte
 
-func sizeClass(n int) int { return max(12, bits.Len(uint(n-1))) }
-
-func getBuf(n int) []byte {
-	c := sizeClass(n)
-	if c >= len(chunkPools) {
-		return make([]byte, n)
+func newBufList(n int) bufList {
+	l := make(bufList, n)
+	for range n {
+		l <- nil
 	}
-	if b, ok := chunkPools[c].Get().(*[]byte); ok {
-		return (*b)[:n]
-	}
-	return make([]byte, n, 1<<c)
+	return l
 }
 
-func putBuf(b []byte) {
-	c := sizeClass(cap(b))
-	if c >= len(chunkPools) || cap(b) != 1<<c {
-		return
+// get waits for a free buffer and returns it with length n, grown if needed.
+func (l bufList) get(ctx context.Context, n int) ([]byte, error) {
+	select {
+	case b := <-l:
+		if cap(b) < n {
+			b = make([]byte, n, max(n, 2*cap(b)))
+		}
+		return b[:n], nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	chunkPools[c].Put(&b)
 }
+
+func (l bufList) put(b []byte) { l <- b }
 
 // Pack buffers are sized for a full pack of incompressible data plus the zstd and age framing
 // (a few bytes per 128 KiB block and 16 per 64 KiB chunk), so they never grow.
