@@ -247,7 +247,7 @@ func (d *Daemon) apply(cfg *config.Config) map[string]bool {
 	jobs, err := d.jobsFor(cfg)
 	if err != nil {
 		d.ReloadFailed(err)
-		return nil
+		return map[string]bool{} // the same jobs again, and no catch-up for any of them
 	}
 	d.mu.Lock()
 	old := d.cfg
