@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,12 +34,19 @@ var (
 )
 
 // daemonBinary builds backupd once per test process: the daemon tests run it as a child so
-// that signals and exit codes are real.
+// that signals and exit codes are real. The binary goes to one place per checkout, replaced
+// (atomically: go build renames it into place) by each run, so runs leave nothing behind.
 func daemonBinary(t *testing.T) string {
 	t.Helper()
 	daemonBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "backupd-daemon-bin-")
+		wd, err := os.Getwd()
 		if err != nil {
+			daemonBinErr = err
+			return
+		}
+		sum := sha256.Sum256([]byte(wd))
+		dir := filepath.Join(os.TempDir(), fmt.Sprintf("backupd-daemon-test-%d-%x", os.Getuid(), sum[:6]))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			daemonBinErr = err
 			return
 		}
