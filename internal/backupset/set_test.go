@@ -198,9 +198,13 @@ func TestFailedTargetGetsNoManifest(t *testing.T) {
 	if sets, _ := List(ctx, bad, "p"); len(sets) != 0 {
 		t.Errorf("failed target lists %d committed sets, want 0", len(sets))
 	}
+	// Whether one.sql reached the bad target before two.sql failed depends on scheduling; what
+	// must never be there is a manifest.
 	entries, _ := SetKeys(ctx, bad, "p")
-	if len(entries) != 1 || entries[0].Committed {
-		t.Errorf("failed target entries = %+v, want one uncommitted set", entries)
+	for _, e := range entries {
+		if e.Committed {
+			t.Errorf("failed target holds committed set %+v", e)
+		}
 	}
 }
 
