@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -44,6 +45,7 @@ func TestDrillAcceptance(t *testing.T) {
 	mBucket, vBucket := testenv.NewBucket(t, minioSrv), testenv.NewBucket(t, versity)
 	keyFile, pub := testKey(t)
 	policy := testenv.UniqueName("drill")
+	bin := backupdBinary(t) // before TMPDIR changes: the binary outlives this test
 	tmp := drillTempDir(t)
 
 	cfg := writeConfig(t, fmt.Sprintf(`
@@ -151,7 +153,6 @@ policies:
 
 	// SIGTERM while the data loads: the binary, as a real process, as an operator or systemd
 	// would stop it. The first drill read minio, so rotation reads versity in both.
-	bin := backupdBinary(t)
 	t.Run("sigterm embedded", func(t *testing.T) {
 		drillInterrupt(t, bin, cfg, policy, tmp, func() bool {
 			socks, _ := filepath.Glob(filepath.Join(tmp, "backupd-drill-*", "server", "mysqld.sock"))
@@ -363,7 +364,8 @@ func drillLoadShop(t *testing.T, dsn string) string {
 }
 
 // drillTempDir points the drills at a directory of the test's own (TMPDIR, which the embedded
-// scratch and the spool use), so "nothing left behind" can be checked exactly.
+// scratch and the spool use), so "nothing left behind" can be checked exactly. t.TempDir and
+// anything else made with os.MkdirTemp("") go there too until the test ends.
 func drillTempDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -406,22 +408,22 @@ func drillDatabases(t *testing.T, db *sql.DB, policy string) []string {
 	return out
 }
 
-// drillInterrupt starts a drill as a process, sends it SIGTERM once busy() says it is loading
-// (plus a moment, so the restore is under way), and expects exit 130.
-func drillInterrupt(t *testing.T, bin, cfg, policy, tmp string, busy func() bool) {
+// drillInterrupt starts a drill as a process, sends it SIGTERM once it loads table data (its
+// log says so) and ready() holds, and expects exit 130.
+func drillInterrupt(t *testing.T, bin, cfg, policy, tmp string, ready func() bool) {
 	t.Helper()
 	cmd := exec.Command(bin, "drill", "--config", cfg, "--policy", policy)
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
+	var out bytes.Buffer
+	errOut := &drillSyncBuffer{}
+	cmd.Stdout, cmd.Stderr = &out, errOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	deadline := time.After(3 * time.Minute)
-wait:
-	for !busy() {
+	for !strings.Contains(errOut.String(), `"phase":"data"`) || !ready() {
 		select {
 		case err := <-done:
 			t.Fatalf("the drill ended (%v) before it could be interrupted\n%s\n%s", err, out.String(), errOut.String())
@@ -429,10 +431,9 @@ wait:
 			cmd.Process.Kill()
 			t.Fatalf("the drill did not start loading within 3 minutes\n%s", errOut.String())
 		case <-time.After(50 * time.Millisecond):
-			continue wait
 		}
 	}
-	time.Sleep(time.Second)
+	time.Sleep(300 * time.Millisecond)
 	start := time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -441,17 +442,32 @@ wait:
 		if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
 			t.Errorf("after SIGTERM: %v, want exit %d\nstdout: %s\nstderr: %s", err, exitInterrupted, out.String(), errOut.String())
 		}
-		if !strings.Contains(errOut.String(), `"phase":"data"`) {
-			t.Errorf("the drill was not loading data when it was stopped:\n%s", errOut.String())
-		}
 		if !strings.Contains(errOut.String(), "everything it created was removed") {
-			t.Errorf("stderr lacks the interruption message: %s", lastLine(errOut.Bytes()))
+			t.Errorf("stderr lacks the interruption message: %s", lastLine([]byte(errOut.String())))
 		}
 		t.Logf("stopped %s after SIGTERM", time.Since(start).Round(time.Millisecond))
 	case <-time.After(2 * time.Minute):
 		cmd.Process.Kill()
 		t.Fatalf("the drill did not stop within 2 minutes of SIGTERM\n%s", errOut.String())
 	}
+}
+
+// drillSyncBuffer is a buffer a process writes to while the test reads it.
+type drillSyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *drillSyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *drillSyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // drillReseal replaces object name of set m with its content changed by edit, encrypted to
