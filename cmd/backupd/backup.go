@@ -55,6 +55,10 @@ func printBackupSummary(w io.Writer, res *backup.Result) {
 		fmt.Fprintf(w, "  %d tables, %d rows, %s read, %s written (%d objects)\n", tables, rows,
 			humanize.Bytes(m.PlainBytes()), humanize.Bytes(m.Bytes()), len(m.Objects))
 	}
+	for _, s := range res.Storage {
+		fmt.Fprintf(w, "  storage %s: %d files, %s, %s new (%d new packs)\n", s.Source, s.Files,
+			humanize.Bytes(s.Bytes), humanize.Bytes(s.NewBytes), s.NewPacks)
+	}
 	if len(res.Targets) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		for _, t := range res.Targets {

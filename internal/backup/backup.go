@@ -15,9 +15,12 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/dump"
+	"github.com/backupd/backupd/internal/files"
 	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/seal"
@@ -44,6 +47,7 @@ type Result struct {
 	Policy    string
 	Manifest  *backupset.Manifest // nil when the job failed before committing
 	Dump      *dump.Result
+	Storage   []*files.SnapshotResult
 	Targets   []backupset.TargetResult
 	Committed int // targets that hold the committed set
 	Needed    int // min_targets
@@ -66,8 +70,8 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 	log = log.With("policy", p.Name, "set", res.SetID)
 	defer func() { res.Duration = now().Sub(start) }()
 
-	if p.MySQL == nil {
-		return res, fmt.Errorf("policy %s has no mysql source: nothing to back up", p.Name)
+	if p.MySQL == nil && len(p.Storage) == 0 {
+		return res, fmt.Errorf("policy %s has neither a mysql source nor storage: nothing to back up", p.Name)
 	}
 	recipients, recipientStrs, err := keys.Recipients(cfg, log)
 	if err != nil {
@@ -86,9 +90,13 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 		min = len(dests)
 	}
 	res.Needed = min
+	var level seal.Level
+	if p.MySQL != nil {
+		level = seal.Level(p.MySQL.CompressionLevel)
+	}
 	w, err := backupset.NewWriter(ctx, p.Name, res.SetID, dests, backupset.WriterOptions{
 		Recipients: recipients,
-		Level:      seal.Level(p.MySQL.CompressionLevel),
+		Level:      level,
 		MinTargets: min,
 		SpoolDir:   spoolDir,
 		Logger:     log,
@@ -101,30 +109,45 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 		stop := showProgress(opts.Progress, opts.ProgressEvery, w, start, now)
 		defer stop()
 	}
-	dr, err := dump.Run(ctx, dump.Options{
-		DSN:             p.MySQL.DSN,
-		Databases:       p.MySQL.Databases,
-		ExcludeTables:   p.MySQL.ExcludeTables,
-		Threads:         p.MySQL.Threads,
-		ChunkBytes:      p.MySQL.ChunkSize,
-		LockWaitTimeout: p.MySQL.LockWaitTimeout,
-		IncludeUsers:    p.MySQL.IncludeUsers,
-		Logger:          log,
-	}, w)
-	res.Dump = dr
-	if err == nil && dr != nil && len(dr.Databases) == 0 {
-		err = errors.New("the dump found no database to back up (check mysql.databases and the account's privileges)")
-	}
-	if err != nil {
+	abort := func(cause error) (*Result, error) {
 		// A cancelled job must not leave objects behind on a live context; use a fresh one.
 		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
 		w.Abort(cleanup)
-		return res, fmt.Errorf("dump: %w", err)
+		return res, cause
 	}
-	mysqlJSON, err := json.Marshal(dr)
-	if err != nil {
-		return res, fmt.Errorf("encode dump description: %w", err)
+	var mysqlJSON, filesJSON []byte
+	if p.MySQL != nil {
+		dr, err := dump.Run(ctx, dump.Options{
+			DSN:             p.MySQL.DSN,
+			Databases:       p.MySQL.Databases,
+			ExcludeTables:   p.MySQL.ExcludeTables,
+			Threads:         p.MySQL.Threads,
+			ChunkBytes:      p.MySQL.ChunkSize,
+			LockWaitTimeout: p.MySQL.LockWaitTimeout,
+			IncludeUsers:    p.MySQL.IncludeUsers,
+			Logger:          log,
+		}, w)
+		res.Dump = dr
+		if err == nil && dr != nil && len(dr.Databases) == 0 {
+			err = errors.New("the dump found no database to back up (check mysql.databases and the account's privileges)")
+		}
+		if err != nil {
+			return abort(fmt.Errorf("dump: %w", err))
+		}
+		if mysqlJSON, err = json.Marshal(dr); err != nil {
+			return abort(fmt.Errorf("encode dump description: %w", err))
+		}
+	}
+	if len(p.Storage) > 0 {
+		snaps, err := snapshotStorage(ctx, cfg, p, res.SetID, w, dests, recipients, log)
+		res.Storage = snaps
+		if err != nil {
+			return abort(err)
+		}
+		if filesJSON, err = files.Describe(snaps...); err != nil {
+			return abort(fmt.Errorf("describe storage snapshots: %w", err))
+		}
 	}
 	host, _ := os.Hostname()
 	m := &backupset.Manifest{
@@ -134,6 +157,7 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 		Host:       host,
 		Recipients: recipientStrs,
 		MySQL:      mysqlJSON,
+		Files:      filesJSON,
 	}
 	res.Targets = w.Commit(ctx, m)
 	var errs []error
@@ -151,6 +175,35 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 	res.Manifest = m
 	log.Info("backup committed", "committed_targets", res.Committed, "bytes", m.Bytes())
 	return res, nil
+}
+
+// snapshotStorage snapshots every storage source of the policy into the set being written,
+// one after the other: each already reads and uploads in parallel, and media is I/O-bound.
+func snapshotStorage(ctx context.Context, cfg *config.Config, p *config.Policy, setID string, w *backupset.Writer, dests []backupset.Dest, recipients []age.Recipient, log *slog.Logger) ([]*files.SnapshotResult, error) {
+	nameKey, err := keys.DedupKey(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	var out []*files.SnapshotResult
+	for _, src := range p.Storage {
+		r, err := files.Snapshot(ctx, src.Spec(), w, dests, files.SnapshotOptions{
+			Policy:     p.Name,
+			SetID:      setID,
+			Recipients: recipients,
+			NameKey:    nameKey,
+			SpoolDir:   filepath.Join(cfg.StateDir, "spool"),
+			Logger:     log.With("storage", src.Name),
+		})
+		if err != nil {
+			return out, fmt.Errorf("storage %s: %w", src.Name, err)
+		}
+		for _, warning := range r.Warnings {
+			log.Warn("storage snapshot", "storage", src.Name, "warning", warning)
+		}
+		log.Info("storage snapshot done", "storage", src.Name, "files", r.Files, "bytes", r.Bytes, "new_bytes", r.NewBytes)
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // OpenTargets opens the targets a policy writes to, in the policy's order.

@@ -119,6 +119,11 @@ type Encryption struct {
 	// IdentityFile holds the private key for restore, drill and verify; absolute. Its existence is
 	// not checked at load time: the backup host need not have it.
 	IdentityFile string
+	// DedupKeyFile holds the secret that names storage blobs without revealing their content
+	// hashes (dedup_key_file:). Empty: <state_dir>/dedup.key. Generated on first use; share the
+	// file between hosts backing up the same storage so they deduplicate against each other.
+	// Losing it costs deduplication, never data.
+	DedupKeyFile string
 }
 
 // SMTP is the mail server for reports and alerts.
@@ -150,6 +155,9 @@ type Policy struct {
 	Alerts           Alerts        // the global alerts with this policy's keys applied over them
 
 	Drill *Drill // the restoration drill (drill:); nil when absent
+
+	// Storage lists the storage areas snapshotted into every set (storage:).
+	Storage []*StorageSource
 }
 
 // MySQL is a database source.

@@ -67,6 +67,7 @@ func encryptionFields(e *Encryption) fields {
 		"recipients":      strList(&e.Recipients),
 		"recipients_file": pathField(&e.RecipientsFile),
 		"identity_file":   pathField(&e.IdentityFile),
+		"dedup_key_file":  pathField(&e.DedupKeyFile),
 	}
 }
 
@@ -98,6 +99,7 @@ func policyFields(p *Policy) fields {
 		"uncommitted_grace": duration(&p.UncommittedGrace),
 		"alerts":            object(alertsFields(&p.Alerts)),
 		"drill":             drillField(&p.Drill),
+		"storage":           storageField(&p.Storage),
 	}
 }
 

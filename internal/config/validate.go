@@ -355,9 +355,10 @@ func (d *decoder) checkPolicy(c *Config, pol *Policy) {
 			`use five fields "minute hour day-of-month month day-of-week" like "0 3 * * *", or @hourly, @daily, @weekly, @every 30m; prefix CRON_TZ=Europe/Berlin for a time zone`)
 	}
 
-	if pol.MySQL == nil && !d.bad[joinPath(p, "mysql")] {
-		d.report(p, "the policy has nothing to back up", "add a mysql: section with at least a dsn")
+	if pol.MySQL == nil && len(pol.Storage) == 0 && !d.bad[joinPath(p, "mysql")] && !d.bad[joinPath(p, "storage")] {
+		d.report(p, "the policy has nothing to back up", "add a mysql: section with at least a dsn, or a storage: list of directories or buckets")
 	}
+	d.checkStorage(joinPath(p, "storage"), pol.Storage)
 	if pol.MySQL != nil {
 		d.checkMySQL(joinPath(p, "mysql"), pol.MySQL)
 	}

@@ -3,11 +3,15 @@
 package keys
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -60,4 +64,49 @@ func Identities(cfg *config.Config, override string) ([]age.Identity, error) {
 		return nil, errors.New("no identity to decrypt with: pass --identity FILE or set encryption.identity_file")
 	}
 	return seal.LoadIdentities(path)
+}
+
+// DedupKey returns the secret that names storage blobs (package files' NameKey):
+// encryption.dedup_key_file, or <state_dir>/dedup.key, generated with 32 random bytes on first
+// use. It is not an encryption key: losing it costs deduplication against earlier sets, never
+// data, because a set's index says where every byte is.
+func DedupKey(cfg *config.Config, log *slog.Logger) ([]byte, error) {
+	path := cfg.Encryption.DedupKeyFile
+	if path == "" {
+		path = filepath.Join(cfg.StateDir, "dedup.key")
+	}
+	data, err := os.ReadFile(path)
+	if err == nil {
+		key, derr := hex.DecodeString(strings.TrimSpace(string(data)))
+		if derr != nil || len(key) < 16 {
+			return nil, fmt.Errorf("dedup key %s is not at least 16 bytes of hex; restore it from a copy, or delete it to start a new one (the next storage snapshot then uploads everything again)", path)
+		}
+		return key, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read dedup key: %w", err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("generate dedup key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("create directory for the dedup key: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return DedupKey(cfg, log) // another process made it first
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create dedup key: %w", err)
+	}
+	if _, err := fmt.Fprintln(f, hex.EncodeToString(key)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("write dedup key: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("write dedup key: %w", err)
+	}
+	log.Info("generated a new dedup key for storage snapshots; share it with other hosts backing up the same storage via encryption.dedup_key_file", "path", path)
+	return key, nil
 }
