@@ -6,13 +6,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
-	"github.com/backupd/backupd/internal/backup"
-	"github.com/backupd/backupd/internal/backupset"
-	"github.com/backupd/backupd/internal/files"
-	"github.com/backupd/backupd/internal/keys"
-	"github.com/backupd/backupd/internal/targets"
 	"github.com/backupd/backupd/internal/testenv"
 )
 
@@ -77,32 +73,28 @@ policies:
 	if len(sets) != 2 || sets[1].Tables == 0 {
 		t.Fatalf("list = %+v, want two sets holding tables", sets)
 	}
-	cfg, err := loadConfig(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dests, err := backup.OpenTargets(cfg, cfg.Policies[policy], targets.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	found, err := backupset.Find(t.Context(), dests, policy, backupset.Query{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := keys.Identities(cfg, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	dst := t.TempDir()
-	// Read from versitygw first: the tree comes back from the second provider alone.
-	res, err := files.Restore(t.Context(), []backupset.Dest{found.Holders[1]}, files.ToDir(dst), files.RestoreOptions{
-		Policy: policy, SetID: found.Manifest.SetID, Source: "app", Identities: ids,
-	})
-	if err != nil {
-		t.Fatal(err)
+	// From versitygw first: the tree comes back from the second provider alone.
+	code, out, errOut := runCLI(t, "restore", "--config", cfgPath, "--policy", policy, "--storage", "app", "--to-dir", dst, "--from", "versity", "--yes")
+	if code != 0 {
+		t.Fatalf("restore --storage: exit %d\n%s%s", code, out, errOut)
 	}
-	if res.Files != 200 {
-		t.Errorf("restored %d files, want 200", res.Files)
+	if !strings.Contains(out, "restored 200 files") {
+		t.Errorf("restore summary = %q, want 200 files restored", out)
+	}
+	code, _, errOut = runCLI(t, "restore", "--config", cfgPath, "--policy", policy, "--storage", "app", "--to-dir", dst, "--yes")
+	if code != exitUsage || !strings.Contains(errOut, "not empty") {
+		t.Errorf("restore into the non-empty directory: exit %d %q, want %d and a refusal", code, errOut, exitUsage)
+	}
+	sub := t.TempDir()
+	if code, out, errOut := runCLI(t, "restore", "--config", cfgPath, "--policy", policy, "--storage", "app", "--to-dir", sub, "--path", "uploads/d03", "--yes"); code != 0 {
+		t.Fatalf("restore --path: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(sub, "uploads/d00")); err == nil {
+		t.Error("restore --path uploads/d03 also restored uploads/d00")
+	}
+	if _, err := os.Stat(filepath.Join(sub, "uploads/d03/file 199 ü.txt")); err != nil {
+		t.Errorf("restore --path uploads/d03: %v", err)
 	}
 	for _, rel := range []string{"uploads/d03/file 010 ü.txt", "uploads/d03/file 199 ü.txt", "uploads/d00/file 007 ü.txt"} {
 		a, _ := os.ReadFile(filepath.Join(tree, rel))

@@ -42,6 +42,8 @@ var (
 const restoreUsage = `--to DSN [--config FILE] [--policy NAME] [--set ID | --before TIME]
        [--database SRC [--as DEST]] [--tables db.t1,db.t2] [--from TARGET] [--threads N]
        [--identity FILE] [--drop-existing] [--users] [--dry-run] [--yes] [--no-verify]
+   or: backupd restore --storage NAME (--to-dir DIR | --to-target NAME) [--path SUBPATH]
+       [--overwrite] [--config FILE] [--policy NAME] [--set ID | --before TIME] [--yes] [--dry-run]
 
 Restores the newest committed set (or --set, or the newest finished before --before) into the
 server --to names. Nothing in the destination is changed unless the plan is confirmed: on a
@@ -71,11 +73,27 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	noVerify := fs.Bool("no-verify", false, "skip comparing row counts and checksums with the backup")
 	deferIndexes := fs.Bool("defer-indexes", true, "build secondary indexes after loading a table's rows (faster for large tables)")
 	verbose := fs.Bool("verbose", false, "log debug detail")
+	storage := fs.String("storage", "", "restore this storage source of the set instead of databases (with --to-dir or --to-target)")
+	toDir := fs.String("to-dir", "", "with --storage: the directory to restore into (must be empty unless --overwrite)")
+	toTarget := fs.String("to-target", "", "with --storage: a target of the config (e.g. a bucket) to restore the files into")
+	subpath := fs.String("path", "", "with --storage: restore only this file or directory of the tree")
+	overwrite := fs.Bool("overwrite", false, "with --storage: restore into a non-empty destination, replacing what is in the way")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if *storage == "" && (*toDir != "" || *toTarget != "" || *subpath != "" || *overwrite) {
+		return usageErrorf("--to-dir, --to-target, --path and --overwrite go with --storage NAME")
+	}
+	if *storage != "" {
+		return runStorageRestore(ctx, stdout, stderr, storageRestoreFlags{
+			cfgPath: *cfgPath, policy: *policy, setID: *setID, before: *before, to: *to,
+			r: storageRestore{source: *storage, toDir: *toDir, toTarget: *toTarget, subpath: *subpath,
+				overwrite: *overwrite, dryRun: *dryRun, yes: *yes, from: *from, identity: *identity, threads: *threads},
+			verbose: *verbose,
+		})
+	}
 	if *to == "" {
-		return usageErrorf("--to is required: the server to restore into, e.g. --to 'root@tcp(127.0.0.1:3306)/'")
+		return usageErrorf("--to is required: the server to restore into, e.g. --to 'root@tcp(127.0.0.1:3306)/' (or --storage NAME --to-dir DIR for files)")
 	}
 	if *setID != "" && *before != "" {
 		return usageErrorf("--set and --before both choose the set: give one of them")

@@ -29,6 +29,10 @@ import (
 	"github.com/backupd/backupd/internal/targets"
 )
 
+// ErrNotEmpty means the destination already holds files and Overwrite was not given; nothing
+// was written.
+var ErrNotEmpty = errors.New("destination is not empty")
+
 // RestoreOptions select what to restore.
 type RestoreOptions struct {
 	Policy     string
@@ -521,7 +525,7 @@ func (d *dirDest) prepare(_ context.Context, overwrite bool, _ string) error {
 		return fmt.Errorf("read destination %s: %w", abs, err)
 	}
 	if len(names) > 0 && !overwrite {
-		return fmt.Errorf("destination %s is not empty; restore into an empty directory, or pass --overwrite to replace what is there", abs)
+		return fmt.Errorf("%w: %s; restore into an empty directory, or pass --overwrite to replace what is there", ErrNotEmpty, abs)
 	}
 	d.root, err = os.OpenRoot(abs)
 	if err != nil {
@@ -731,7 +735,7 @@ func (b *bucketDest) prepare(ctx context.Context, overwrite bool, spoolDir strin
 		errNotEmpty := errors.New("not empty")
 		err := b.t.List(ctx, b.prefix, func(targets.ObjectInfo) error { return errNotEmpty })
 		if errors.Is(err, errNotEmpty) {
-			return fmt.Errorf("destination %s (prefix %q) is not empty; restore into an empty prefix, or pass --overwrite to replace objects", b, b.prefix)
+			return fmt.Errorf("%w: %s (prefix %q); restore into an empty prefix, or pass --overwrite to replace objects", ErrNotEmpty, b, b.prefix)
 		}
 		if err != nil {
 			return fmt.Errorf("list destination %s: %w", b, err)
