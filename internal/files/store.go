@@ -638,7 +638,7 @@ func (l bufList) get(ctx context.Context, n int) ([]byte, error) {
 	select {
 	case b := <-l:
 		if cap(b) < n {
-			b = make([]byte, n, max(n, 2*cap(b)))
+			b = make([]byte, n, (n+256<<10-1)&^(256<<10-1)) // 256 KiB steps: few regrowths, little slack
 		}
 		return b[:n], nil
 	case <-ctx.Done():
