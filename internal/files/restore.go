@@ -116,7 +116,7 @@ func Restore(ctx context.Context, from []backupset.Dest, to Destination, opts Re
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("policy", opts.Policy, "set", opts.SetID, "source", opts.Source)
+	log = log.With("policy", opts.Policy, "set", opts.SetID, "storage", opts.Source)
 	res := &RestoreResult{Source: opts.Source, SetID: opts.SetID}
 
 	srcs, root, err := openIndexRoot(ctx, from, opts, log)

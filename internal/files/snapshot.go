@@ -150,7 +150,7 @@ func snapshot(ctx context.Context, spec SourceSpec, sink SetSink, dests []backup
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("policy", opts.Policy, "set", opts.SetID, "source", spec.Name)
+	log = log.With("policy", opts.Policy, "set", opts.SetID, "storage", spec.Name)
 
 	st := newStore(opts.Policy, dests, opts.Recipients, opts.Level, opts.PackSize, keys, log)
 	res := &SnapshotResult{Source: spec.Name, Kind: spec.kind(), Index: IndexObjectName(spec.Name), Uploaded: map[string]int64{}}
