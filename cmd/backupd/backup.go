@@ -16,17 +16,12 @@ func init() {
 
 func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("backup", "[--config FILE] [--policy NAME]", stdout)
-	cfgPath := fs.String("config", "", "config file (default: the embedded default config: local MariaDB to ./backups)")
-	policy := fs.String("policy", "", "policy name (may be omitted when the config has one policy)")
+	pf := addPolicyFlags(fs)
 	verbose := fs.Bool("verbose", false, "log debug detail")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	p, err := pickPolicy(cfg, *policy)
+	cfg, p, err := pf.load()
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -72,4 +73,27 @@ func newLogger(stderr io.Writer, verbose bool) *slog.Logger {
 		return slog.New(slog.NewTextHandler(stderr, opts))
 	}
 	return slog.New(slog.NewJSONHandler(stderr, opts))
+}
+
+// policyFlags are --config and --policy, which most commands take.
+type policyFlags struct{ config, policy *string }
+
+func addPolicyFlags(fs *flag.FlagSet) policyFlags {
+	return policyFlags{
+		config: fs.String("config", "", "config file (default: the embedded default config: the local MariaDB to ./backups)"),
+		policy: fs.String("policy", "", "policy name (may be omitted when the config has one policy)"),
+	}
+}
+
+// load loads the config and picks the policy the flags name.
+func (f policyFlags) load() (*config.Config, *config.Policy, error) {
+	cfg, err := loadConfig(*f.config)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := pickPolicy(cfg, *f.policy)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, p, nil
 }

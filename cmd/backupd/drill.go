@@ -43,8 +43,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return runDrillHistory(ctx, args[1:], stdout, stderr)
 	}
 	fs := newFlagSet("drill", drillUsage, stdout)
-	cfgPath := fs.String("config", "", "config file (default: the embedded default config)")
-	policy := fs.String("policy", "", "policy name (may be omitted when the config has one policy)")
+	pf := addPolicyFlags(fs)
 	setID := fs.String("set", "", "set ID to drill (default: the newest committed set on the target drilled)")
 	asJSON := fs.Bool("json", false, "print the report as JSON instead of text")
 	identity := fs.String("identity", "", "age identity file (default: encryption.identity_file)")
@@ -60,11 +59,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *setID != "" && !backupset.ValidID(*setID) {
 		return usageErrorf("--set %q is not a set ID (they look like 20261127T030000Z-3f9a): run 'backupd list' to see the sets", *setID)
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	p, err := pickPolicy(cfg, *policy)
+	cfg, p, err := pf.load()
 	if err != nil {
 		return err
 	}
@@ -113,17 +108,12 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 func runDrillHistory(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("drill history", "[--config FILE] [--policy NAME] [--json]\n\nLists the policy's past drills, read from its targets.", stdout)
-	cfgPath := fs.String("config", "", "config file (default: the embedded default config)")
-	policy := fs.String("policy", "", "policy name (may be omitted when the config has one policy)")
+	pf := addPolicyFlags(fs)
 	asJSON := fs.Bool("json", false, "print a JSON array instead of a table")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	p, err := pickPolicy(cfg, *policy)
+	cfg, p, err := pf.load()
 	if err != nil {
 		return err
 	}

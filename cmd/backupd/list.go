@@ -34,17 +34,12 @@ type listedSet struct {
 
 func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("list", "[--config FILE] [--policy NAME] [--json]", stdout)
-	cfgPath := fs.String("config", "", "config file (default: the embedded default config)")
-	policy := fs.String("policy", "", "policy name (may be omitted when the config has one policy)")
+	pf := addPolicyFlags(fs)
 	asJSON := fs.Bool("json", false, "print a JSON array instead of a table")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	p, err := pickPolicy(cfg, *policy)
+	cfg, p, err := pf.load()
 	if err != nil {
 		return err
 	}

@@ -13,18 +13,13 @@ func init() {
 
 func runPrune(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("prune", "[--config FILE] [--policy NAME] [--dry-run]", stdout)
-	cfgPath := fs.String("config", "", "config file (default: the embedded default config)")
-	policy := fs.String("policy", "", "policy name (may be omitted when the config has one policy)")
+	pf := addPolicyFlags(fs)
 	dryRun := fs.Bool("dry-run", false, "decide and show, delete nothing")
 	verbose := fs.Bool("verbose", false, "log debug detail")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	p, err := pickPolicy(cfg, *policy)
+	cfg, p, err := pf.load()
 	if err != nil {
 		return err
 	}

@@ -55,8 +55,7 @@ See docs/restore.md for the runbook.`
 
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("restore", restoreUsage, stdout)
-	cfgPath := fs.String("config", "", "config file (default: the embedded default config)")
-	policy := fs.String("policy", "", "policy name (may be omitted when the config has one policy)")
+	pf := addPolicyFlags(fs)
 	to := fs.String("to", "", "destination server DSN, without a database: user:password@tcp(host:3306)/ (required; the password is never printed)")
 	setID := fs.String("set", "", "set ID to restore (default: the newest committed set)")
 	before := fs.String("before", "", "restore the newest set finished before TIME: 2026-11-27T03:00:00Z, '2026-11-27 03:00' (local time), 2026-11-27, or a duration ago such as 2h")
@@ -86,7 +85,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if *storage != "" {
 		return runStorageRestore(ctx, stdout, stderr, storageRestoreFlags{
-			cfgPath: *cfgPath, policy: *policy, setID: *setID, before: *before, to: *to,
+			pf: pf, setID: *setID, before: *before, to: *to,
 			r: storageRestore{source: *storage, toDir: *toDir, toTarget: *toTarget, subpath: *subpath,
 				overwrite: *overwrite, dryRun: *dryRun, yes: *yes, from: *from, identity: *identity, threads: *threads},
 			verbose: *verbose,
@@ -113,11 +112,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if !*dryRun && !*yes && !interactive {
 		return &operatorError{errRestoreNeedsConfirmation}
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	p, err := pickPolicy(cfg, *policy)
+	cfg, p, err := pf.load()
 	if err != nil {
 		return err
 	}

@@ -172,9 +172,10 @@ func readLine(r io.Reader) (string, error) {
 }
 
 type storageRestoreFlags struct {
-	cfgPath, policy, setID, before, to string
-	r                                  storageRestore
-	verbose                            bool
+	pf                policyFlags
+	setID, before, to string
+	r                 storageRestore
+	verbose           bool
 }
 
 func runStorageRestore(ctx context.Context, stdout, stderr io.Writer, f storageRestoreFlags) error {
@@ -196,11 +197,7 @@ func runStorageRestore(ctx context.Context, stdout, stderr io.Writer, f storageR
 	if !r.dryRun && !r.yes && !restoreStdinIsTerminal() {
 		return &operatorError{errRestoreNeedsConfirmation}
 	}
-	cfg, err := loadConfig(f.cfgPath)
-	if err != nil {
-		return err
-	}
-	p, err := pickPolicy(cfg, f.policy)
+	cfg, p, err := f.pf.load()
 	if err != nil {
 		return err
 	}

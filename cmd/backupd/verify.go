@@ -20,8 +20,7 @@ func init() {
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("verify", "[--config FILE] [--policy NAME] [--set ID] [--target NAME] [--identity FILE]", stdout)
-	cfgPath := fs.String("config", "", "config file (default: the embedded default config)")
-	policy := fs.String("policy", "", "policy name (may be omitted when the config has one policy)")
+	pf := addPolicyFlags(fs)
 	setID := fs.String("set", "", "set ID (default: the newest committed set)")
 	target := fs.String("target", "", "verify only the copy on this target (default: every target holding the set)")
 	identity := fs.String("identity", "", "age identity file (default: encryption.identity_file)")
@@ -29,11 +28,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	p, err := pickPolicy(cfg, *policy)
+	cfg, p, err := pf.load()
 	if err != nil {
 		return err
 	}
