@@ -3,9 +3,7 @@ package restore_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -30,12 +27,6 @@ import (
 	"github.com/backupd/backupd/internal/targets"
 	"github.com/backupd/backupd/internal/testenv"
 )
-
-func uniqueName(prefix string) string {
-	b := make([]byte, 4)
-	rand.Read(b)
-	return prefix + "_" + hex.EncodeToString(b)
-}
 
 func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
 
@@ -67,56 +58,13 @@ func dropDatabaseLater(t testing.TB, db *sql.DB, name string) {
 	})
 }
 
-// mariadbCLI runs the mariadb client with input on stdin.
-func mariadbCLI(t testing.TB, dsn string, input []byte, extra ...string) {
-	t.Helper()
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		t.Fatalf("parse DSN: %v", err)
-	}
-	args := []string{"--user=" + cfg.User}
-	if cfg.Net == "unix" {
-		args = append(args, "--socket="+cfg.Addr)
-	} else {
-		host, port, _ := strings.Cut(cfg.Addr, ":")
-		args = append(args, "--host="+host, "--protocol=TCP", "--port="+port)
-	}
-	cmd := exec.Command("mariadb", append(args, extra...)...)
-	cmd.Env = os.Environ()
-	if cfg.Passwd != "" {
-		cmd.Env = append(cmd.Env, "MYSQL_PWD="+cfg.Passwd)
-	}
-	cmd.Stdin = bytes.NewReader(input)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("mariadb %s: %v\n%s", strings.Join(extra, " "), err, out.String())
-	}
-}
-
-var sakilaWord = regexp.MustCompile(`\bsakila\b`)
-
-// loadSakila loads the Sakila fixture under name.
-func loadSakila(t testing.TB, dsn, name string) {
-	t.Helper()
-	for _, f := range []string{"sakila-schema.sql", "sakila-data.sql"} {
-		b, err := os.ReadFile("../../../shared/fixtures/sakila/" + f)
-		if err != nil {
-			t.Fatalf("read the Sakila fixture (expected beside the repository as ../shared): %v", err)
-		}
-		mariadbCLI(t, dsn, sakilaWord.ReplaceAll(b, []byte(name)))
-	}
-}
-
-// loadEdge loads the dump's edge-case database under name.
-func loadEdge(t testing.TB, dsn, name string) {
-	t.Helper()
-	b, err := os.ReadFile("../dump/testdata/edgecases.sql")
-	if err != nil {
-		t.Fatalf("read the edge-case fixture: %v", err)
-	}
-	mariadbCLI(t, dsn, []byte(strings.ReplaceAll(string(b), "`bk_edge`", quoteIdent(name))))
-}
+// The fixtures and the mariadb client come from testenv, shared with every package's tests.
+var (
+	mariadbCLI = testenv.MariaDBCLI
+	loadSakila = testenv.LoadSakilaAs
+	loadEdge   = testenv.LoadEdgeCasesAs
+	uniqueName = testenv.UniqueName
+)
 
 // s3Server is one S3 implementation with a bucket of this test's own.
 type s3Server struct {

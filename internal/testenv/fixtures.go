@@ -121,6 +121,13 @@ func LoadSakila(t testing.TB, dsn string) string {
 	t.Helper()
 	name := UniqueName("bk_sakila")
 	DropDatabaseLater(t, dsn, name)
+	LoadSakilaAs(t, dsn, name)
+	return name
+}
+
+// LoadSakilaAs loads ../shared/fixtures/sakila as database name (the caller drops it).
+func LoadSakilaAs(t testing.TB, dsn, name string) {
+	t.Helper()
 	for _, f := range []string{"sakila-schema.sql", "sakila-data.sql"} {
 		b, err := os.ReadFile(filepath.Join(SharedDir(t), "fixtures", "sakila", f))
 		if err != nil {
@@ -128,7 +135,6 @@ func LoadSakila(t testing.TB, dsn string) string {
 		}
 		MariaDBCLI(t, dsn, sakilaWord.ReplaceAll(b, []byte(name)))
 	}
-	return name
 }
 
 // LoadEdgeCases loads internal/dump/testdata/edgecases.sql (every column type and schema
@@ -138,13 +144,19 @@ func LoadEdgeCases(t testing.TB, dsn string) string {
 	t.Helper()
 	name := UniqueName("bk_edge`ü select")
 	DropDatabaseLater(t, dsn, name)
+	LoadEdgeCasesAs(t, dsn, name)
+	return name
+}
+
+// LoadEdgeCasesAs loads the edge-case database as name (the caller drops it).
+func LoadEdgeCasesAs(t testing.TB, dsn, name string) {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(RepoRoot(t), "internal", "dump", "testdata", "edgecases.sql"))
 	if err != nil {
 		t.Fatalf("read edge-case fixture: %v", err)
 	}
 	quoted := "`" + strings.ReplaceAll(name, "`", "``") + "`"
 	MariaDBCLI(t, dsn, bytes.ReplaceAll(b, []byte("`bk_edge`"), []byte(quoted)))
-	return name
 }
 
 // NewBucket creates a bucket on srv for this test only and removes it, with everything in it,
