@@ -82,7 +82,6 @@ func main() {
 
 // run executes one command line and returns the process exit code; tests call it directly.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	registerPending()
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printHelp(stdout)
 		if len(args) == 0 {
