@@ -29,7 +29,9 @@ import (
 // TrendLength is how many drills the report's trend shows, this one included.
 const TrendLength = 10
 
-const idTimeLayout = "20060102T150405Z"
+// Milliseconds, at fixed width, so that keys sort by start time even for drills started in the
+// same second (History with a limit reads only the last keys).
+const idTimeLayout = "20060102T150405.000Z"
 
 // DrillsPrefix is where a policy's drill reports are stored on each target.
 func DrillsPrefix(policy string) string { return policy + "/drills/" }

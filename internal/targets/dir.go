@@ -95,23 +95,7 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader, size int64) erro
 	defer root.Close()
 
 	parent := path.Dir(key)
-	var (
-		f   *os.File
-		tmp string
-	)
-	for attempt := 0; ; attempt++ {
-		if err := mkdirAllSync(root, parent); err != nil {
-			return d.dirError(err)
-		}
-		tmp = path.Join(parent, tmpPrefix+randomHex())
-		f, err = root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
-		// A concurrent Delete may remove the parent between MkdirAll and OpenFile when it
-		// cleans up empty directories; creating it again is the whole fix.
-		if err != nil && errors.Is(err, fs.ErrNotExist) && attempt < 5 {
-			continue
-		}
-		break
-	}
+	f, tmp, err := createTemp(root, parent)
 	if err != nil {
 		return d.dirError(err)
 	}
@@ -149,6 +133,26 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader, size int64) erro
 // mkdirAllSync is MkdirAll that also syncs the parent of every directory it creates: a
 // synced rename is only durable if the directories leading to it are, or a crash could
 // keep a set's manifest and lose a directory of its data.
+// createTemp creates a new temporary file in parent, creating parent first. A concurrent Delete
+// may remove empty directories on the way at any moment, when it cleans up after itself;
+// creating them again is the whole fix, so "does not exist" is retried a few times.
+func createTemp(root *os.Root, parent string) (*os.File, string, error) {
+	for attempt := 0; ; attempt++ {
+		err := mkdirAllSync(root, parent)
+		if err == nil {
+			tmp := path.Join(parent, tmpPrefix+randomHex())
+			f, oerr := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
+			if oerr == nil {
+				return f, tmp, nil
+			}
+			err = oerr
+		}
+		if !errors.Is(err, fs.ErrNotExist) || attempt >= 5 {
+			return nil, "", err
+		}
+	}
+}
+
 func mkdirAllSync(root *os.Root, dir string) error {
 	if dir == "." {
 		return nil

@@ -28,11 +28,7 @@ func (d *Dir) PutIfAbsent(ctx context.Context, key string, data []byte) error {
 	}
 	defer root.Close()
 	parent := path.Dir(key)
-	if err := mkdirAllSync(root, parent); err != nil {
-		return d.dirError(err)
-	}
-	tmp := path.Join(parent, tmpPrefix+randomHex())
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
+	f, tmp, err := createTemp(root, parent)
 	if err != nil {
 		return d.dirError(err)
 	}
