@@ -1,33 +1,20 @@
 package dump
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/backupd/backupd/internal/testenv"
 )
-
-// uniqueName returns prefix_<random>, so concurrent test runs never share a database.
-func uniqueName(prefix string) string {
-	b := make([]byte, 4)
-	rand.Read(b)
-	return prefix + "_" + hex.EncodeToString(b)
-}
 
 // openRoot opens the test server as root.
 func openRoot(t testing.TB) (*sql.DB, string) {
@@ -50,44 +37,12 @@ func mustExec(t testing.TB, db interface {
 	}
 }
 
-// cliArgs returns the mariadb client's connection arguments for a go-sql-driver DSN.
-func cliArgs(t testing.TB, dsn string) ([]string, []string) {
-	t.Helper()
-	cfg, err := mysql.ParseDSN(dsn)
-	if err != nil {
-		t.Fatalf("parse DSN: %v", err)
-	}
-	args := []string{"--user=" + cfg.User}
-	switch cfg.Net {
-	case "unix":
-		args = append(args, "--socket="+cfg.Addr)
-	default:
-		host, port, _ := strings.Cut(cfg.Addr, ":")
-		args = append(args, "--host="+host, "--protocol=TCP")
-		if port != "" {
-			args = append(args, "--port="+port)
-		}
-	}
-	env := os.Environ()
-	if cfg.Passwd != "" {
-		env = append(env, "MYSQL_PWD="+cfg.Passwd)
-	}
-	return args, env
-}
-
-// mariadbCLI runs the mariadb client with input on stdin, exactly like the manual restore path.
-func mariadbCLI(t testing.TB, dsn string, input []byte, extra ...string) {
-	t.Helper()
-	args, env := cliArgs(t, dsn)
-	cmd := exec.Command("mariadb", append(args, extra...)...)
-	cmd.Env = env
-	cmd.Stdin = bytes.NewReader(input)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("mariadb %s: %v\n%s", strings.Join(extra, " "), err, out.String())
-	}
-}
+// The mariadb client and unique names come from testenv, shared with every package's tests.
+var (
+	uniqueName = testenv.UniqueName
+	cliArgs    = testenv.ClientArgs
+	mariadbCLI = testenv.MariaDBCLI
+)
 
 // loadFixture loads an SQL file through the mariadb client after replacing strings in it.
 func loadFixture(t testing.TB, dsn, path string, replace ...string) {

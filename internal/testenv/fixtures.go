@@ -57,15 +57,16 @@ func SharedDir(t testing.TB) string {
 	return d
 }
 
-// MariaDBCLI runs the stock mariadb client against dsn with input on stdin — the tool of the
-// manual restore path — and fails the test with its output on error.
-func MariaDBCLI(t testing.TB, dsn string, input []byte, extra ...string) {
+// ClientArgs returns the connection arguments of the stock mariadb client tools (mariadb,
+// mariadb-dump, mydumper-style tools take the same) for a go-sql-driver DSN, and the
+// environment to run them with (the password goes in MYSQL_PWD, never on the command line).
+func ClientArgs(t testing.TB, dsn string) (args, env []string) {
 	t.Helper()
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		t.Fatalf("parse DSN: %v", err)
 	}
-	args := []string{"--user=" + cfg.User}
+	args = []string{"--user=" + cfg.User}
 	if cfg.Net == "unix" {
 		args = append(args, "--socket="+cfg.Addr)
 	} else {
@@ -75,11 +76,20 @@ func MariaDBCLI(t testing.TB, dsn string, input []byte, extra ...string) {
 			args = append(args, "--port="+port)
 		}
 	}
-	cmd := exec.Command("mariadb", append(args, extra...)...)
-	cmd.Env = os.Environ()
+	env = os.Environ()
 	if cfg.Passwd != "" {
-		cmd.Env = append(cmd.Env, "MYSQL_PWD="+cfg.Passwd)
+		env = append(env, "MYSQL_PWD="+cfg.Passwd)
 	}
+	return args, env
+}
+
+// MariaDBCLI runs the stock mariadb client against dsn with input on stdin — the tool of the
+// manual restore path — and fails the test with its output on error.
+func MariaDBCLI(t testing.TB, dsn string, input []byte, extra ...string) {
+	t.Helper()
+	args, env := ClientArgs(t, dsn)
+	cmd := exec.Command("mariadb", append(args, extra...)...)
+	cmd.Env = env
 	cmd.Stdin = bytes.NewReader(input)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
