@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -118,7 +116,7 @@ func (dr daemonDriller) Drill(ctx context.Context, cfg *config.Config, p *config
 		out.SetID = rep.Set.ID
 	}
 	if !out.OK {
-		out.Err = errors.New(strings.Join(rep.Reasons, "; "))
+		out.Err = rep.Problem()
 		out.Summary = fmt.Sprintf("The full report (drill %s, target %s) is stored under %s on the policy's targets; "+
 			"`backupd drill history --policy %s` lists the recent drills.", rep.ID, rep.Target, drill.DrillsPrefix(p.Name), p.Name)
 	}
