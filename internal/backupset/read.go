@@ -13,21 +13,33 @@ import (
 	"github.com/backupd/backupd/internal/targets"
 )
 
+// ReadJSON reads a small JSON object (a manifest, a drill report) from a target into v, refusing
+// one larger than limit bytes. Errors name the key; a missing object wraps targets.ErrNotFound.
+func ReadJSON(ctx context.Context, t Target, key string, limit int64, v any) error {
+	rc, err := t.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", key, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return fmt.Errorf("read %s: %w", key, err)
+	}
+	if int64(len(data)) > limit {
+		return fmt.Errorf("read %s: larger than %d bytes; this is not an object backupd wrote", key, limit)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("parse %s: %w", key, err)
+	}
+	return nil
+}
+
 // ReadManifest reads the manifest of one set; targets.ErrNotFound when the set is not committed.
 func ReadManifest(ctx context.Context, t Target, policy, id string) (*Manifest, error) {
 	key := ManifestKey(policy, id)
-	rc, err := t.Get(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, 256<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
 	var m Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", key, err)
+	if err := ReadJSON(ctx, t, key, 256<<20, &m); err != nil {
+		return nil, err
 	}
 	if m.FormatVersion > FormatVersion {
 		return nil, fmt.Errorf("%s has format version %d; this backupd reads up to %d: upgrade backupd", key, m.FormatVersion, FormatVersion)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 	"sync"
@@ -155,18 +154,9 @@ func targetHistory(ctx context.Context, t backupset.Target, policy string, limit
 }
 
 func readReport(ctx context.Context, t backupset.Target, key string) (*Report, error) {
-	rc, err := t.Get(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
 	var r Report
-	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("parse %s: %w", key, err)
+	if err := backupset.ReadJSON(ctx, t, key, 64<<20, &r); err != nil {
+		return nil, err
 	}
 	if r.ID == "" || r.Version > ReportVersion {
 		return nil, fmt.Errorf("%s is not a drill report this backupd can read (version %d)", key, r.Version)
