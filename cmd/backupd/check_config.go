@@ -99,6 +99,21 @@ func writeConfigSummary(w io.Writer, cfg *config.Config, now time.Time) {
 			}
 			fmt.Fprintln(w, ")")
 		}
+		for _, st := range p.Storage {
+			where := st.Path
+			if st.S3 != nil {
+				// Endpoint and bucket only: the keys are secrets.
+				where = fmt.Sprintf("s3 %s bucket %s", st.S3.Endpoint, st.S3.Bucket)
+				if st.S3.Prefix != "" {
+					where += " prefix " + st.S3.Prefix
+				}
+			}
+			fmt.Fprintf(w, "    storage:   %s: %s", st.Name, where)
+			if len(st.Exclude) > 0 {
+				fmt.Fprintf(w, " excluding %s", strings.Join(st.Exclude, ", "))
+			}
+			fmt.Fprintln(w)
+		}
 		fmt.Fprintf(w, "    targets:   %s (min_targets %d)\n", strings.Join(p.Targets, ", "), p.MinTargets)
 		fmt.Fprintf(w, "    retention: %s\n", describeRetention(p.Retention))
 		if p.Drill != nil {

@@ -111,3 +111,25 @@ func TestCheckConfigUsage(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckConfigSummaryOfEveryKey runs check-config on the config that uses every key: the
+// summary names the storage sources and never prints a secret, inline or from a file.
+func TestCheckConfigSummaryOfEveryKey(t *testing.T) {
+	t.Setenv("FULL_S3_KEY", "AKIAFULLKEY")
+	t.Setenv("FULL_S3_SECRET", "full-secret")
+	t.Setenv("FULL_DB_PASSWORD", "full-db-pass")
+	code, stdout, stderr := runCheck(t, "--config", "../../internal/config/testdata/full/backupd.yaml")
+	if code != exitOK {
+		t.Fatalf("got exit %d, want 0\n%s%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"storage:   uploads: ", "storage:   media: s3 https://s3.eu-west-1.amazonaws.com bucket acme-media prefix public/"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("summary lacks %q:\n%s", want, stdout)
+		}
+	}
+	for _, secret := range []string{"AKIAFULLKEY", "full-secret", "full-db-pass", "AKIAMEDIA", "offsite-secret-value"} {
+		if strings.Contains(stdout+stderr, secret) {
+			t.Errorf("check-config printed the secret %q", secret)
+		}
+	}
+}
