@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 			err = errors.New("the dump found no database to back up (check mysql.databases and the account's privileges)")
 		}
 		if err != nil {
-			return abort(fmt.Errorf("dump: %w", err))
+			return abort(err) // dump errors already say "dump: …"
 		}
 		if mysqlJSON, err = json.Marshal(dr); err != nil {
 			return abort(fmt.Errorf("encode dump description: %w", err))
