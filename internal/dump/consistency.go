@@ -327,14 +327,8 @@ func (d *dumper) snapshotBackupStage(ctx context.Context) (err error) {
 		return err
 	}
 	lockedAt := time.Now()
-	if err := d.startSnapshots(ctx, d.workers); err != nil {
+	if err := d.takeSnapshots(ctx, d.readBinlog); err != nil {
 		return err
-	}
-	d.res.SnapshotAt = time.Now().UTC()
-	if d.info.LogBin {
-		if err := d.readBinlog(ctx); err != nil {
-			d.warn(fmt.Sprintf("binary log position not recorded: %v", err))
-		}
 	}
 	if _, err := d.control.conn.ExecContext(ctx, "BACKUP STAGE END"); err != nil {
 		return fmt.Errorf("release the backup lock (BACKUP STAGE END): %w", err)
@@ -381,14 +375,8 @@ func (d *dumper) snapshotFTWRL(ctx context.Context) error {
 		}
 	}()
 	lockedAt := time.Now()
-	if err := d.startSnapshots(ctx, d.workers); err != nil {
+	if err := d.takeSnapshots(ctx, d.readBinlog); err != nil {
 		return err
-	}
-	d.res.SnapshotAt = time.Now().UTC()
-	if d.info.LogBin {
-		if err := d.readBinlog(ctx); err != nil {
-			d.warn(fmt.Sprintf("binary log position not recorded: %v", err))
-		}
 	}
 	if _, err := d.control.conn.ExecContext(ctx, "UNLOCK TABLES"); err != nil {
 		return fmt.Errorf("release the global read lock: %w", err)
@@ -409,14 +397,8 @@ func (d *dumper) snapshotSingle(ctx context.Context) error {
 		w.conn.Close()
 	}
 	d.workers = d.workers[:1]
-	if err := d.startSnapshots(ctx, d.workers); err != nil {
+	if err := d.takeSnapshots(ctx, d.readSnapshotBinlog); err != nil {
 		return err
-	}
-	d.res.SnapshotAt = time.Now().UTC()
-	if d.info.LogBin {
-		if err := d.readSnapshotBinlog(ctx); err != nil {
-			d.warn(fmt.Sprintf("binary log position not recorded: %v", err))
-		}
 	}
 	d.warn("schema changes made while the dump runs are not prevented in single_transaction mode; a table altered during the dump fails it")
 	if err := d.discoverAll(ctx); err != nil {
@@ -454,6 +436,22 @@ func (d *dumper) releaseLock(stmt string) {
 		d.log.Warn("release lock failed; closing the connection instead", "stmt", stmt, "err", err)
 		_ = d.control.conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
+}
+
+// takeSnapshots starts every worker's snapshot, records when, and reads the binary log position
+// with readPos (under the global lock, or from the snapshot itself in single_transaction mode).
+// A position that cannot be read is a warning: the data is still consistent.
+func (d *dumper) takeSnapshots(ctx context.Context, readPos func(context.Context) error) error {
+	if err := d.startSnapshots(ctx, d.workers); err != nil {
+		return err
+	}
+	d.res.SnapshotAt = time.Now().UTC()
+	if d.info.LogBin {
+		if err := readPos(ctx); err != nil {
+			d.warn(fmt.Sprintf("binary log position not recorded: %v", err))
+		}
+	}
+	return nil
 }
 
 // startSnapshots starts a consistent snapshot on every worker connection.
