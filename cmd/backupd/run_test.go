@@ -195,24 +195,6 @@ func daemonRecipient(t *testing.T) string {
 	return id.Recipient().String()
 }
 
-// daemonDatabase creates a small database to back up, dropped when the test ends.
-func daemonDatabase(t *testing.T, dsn string) string {
-	t.Helper()
-	name := testenv.UniqueName("dmn")
-	testenv.DropDatabaseLater(t, dsn, name)
-	db := testenv.OpenDB(t, dsn)
-	for _, q := range []string{
-		"CREATE DATABASE `" + name + "`",
-		"CREATE TABLE `" + name + "`.items (id INT PRIMARY KEY, v VARCHAR(20))",
-		"INSERT INTO `" + name + "`.items VALUES (1, 'a'), (2, 'b'), (3, 'c')",
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return name
-}
-
 func daemonS3Target(srv testenv.S3, bucket string) string {
 	return fmt.Sprintf("{type: s3, endpoint: %q, region: %q, bucket: %q, bucket_lookup: path, access_key: %q, secret_key: %q}",
 		srv.Endpoint, srv.Region, bucket, srv.AccessKey, srv.SecretKey)
@@ -266,7 +248,7 @@ func TestDaemonAcceptance(t *testing.T) {
 	dsn := testenv.MariaDBDSN(t)
 	minio, versity := testenv.MinIO(t), testenv.Versity(t)
 	bucketM, bucketV := testenv.NewBucket(t, minio), testenv.NewBucket(t, versity)
-	dbName := daemonDatabase(t, dsn)
+	dbName := testenv.SmallDatabase(t, dsn, "dmn")
 	policy := testenv.UniqueName("every4s")
 	addr := freeAddr(t)
 	dir := t.TempDir()
@@ -405,7 +387,7 @@ func TestTwoDaemonsOneSetPerTick(t *testing.T) {
 	dsn := testenv.MariaDBDSN(t)
 	minio := testenv.MinIO(t)
 	bucket := testenv.NewBucket(t, minio)
-	dbName := daemonDatabase(t, dsn)
+	dbName := testenv.SmallDatabase(t, dsn, "dmn")
 	policy := testenv.UniqueName("twohosts")
 	recipient := daemonRecipient(t)
 	var procs []*daemonProc
@@ -480,7 +462,7 @@ func TestDaemonScheduledDrill(t *testing.T) {
 	dsn := testenv.MariaDBDSN(t)
 	minio := testenv.MinIO(t)
 	bucket := testenv.NewBucket(t, minio)
-	dbName := daemonDatabase(t, dsn)
+	dbName := testenv.SmallDatabase(t, dsn, "dmn")
 	policy := testenv.UniqueName("drilled")
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "key.txt")

@@ -142,31 +142,13 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// makeDatabase creates a small database for a policy to back up, dropped when the test ends.
-func makeDatabase(t *testing.T, dsn string) string {
-	t.Helper()
-	name := testenv.UniqueName("dmn")
-	testenv.DropDatabaseLater(t, dsn, name)
-	db := testenv.OpenDB(t, dsn)
-	for _, q := range []string{
-		"CREATE DATABASE `" + name + "`",
-		"CREATE TABLE `" + name + "`.items (id INT PRIMARY KEY, v VARCHAR(20))",
-		"INSERT INTO `" + name + "`.items VALUES (1, 'a'), (2, 'b'), (3, 'c')",
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return name
-}
-
 // TestAlertsOncePerIncident is the issue's acceptance: a policy whose database cannot be
 // reached sends one alert mail and one webhook call, not one per tick; when the database
 // comes back, one recovery notice on each.
 func TestAlertsOncePerIncident(t *testing.T) {
 	dsn := testenv.MariaDBDSN(t)
 	mail := testenv.Mailpit(t)
-	dbName := makeDatabase(t, dsn)
+	dbName := testenv.SmallDatabase(t, dsn, "dmn")
 	proxy := newToxiproxy(t, "127.0.0.1:3306")
 	proxy.enable(t, false)
 	hook := newWebhookReceiver(t)

@@ -39,7 +39,7 @@ func runDaemon(t *testing.T, cfg *config.Config, interval time.Duration) *Daemon
 // not.
 func TestCatchUp(t *testing.T) {
 	dsn := testenv.MariaDBDSN(t)
-	dbName := makeDatabase(t, dsn)
+	dbName := testenv.SmallDatabase(t, dsn, "dmn")
 	policy := testenv.UniqueName("catchup")
 	dir := t.TempDir()
 	yml := fmt.Sprintf(`
@@ -102,8 +102,10 @@ policies:
 		t.Errorf("got open incidents %+v, want the stale one", open)
 	}
 
-	now := time.Now()
-	fakeSet(t, backups, policy, backupset.NewID(now), true, now)
+	// Dated a minute ahead, so the set cannot turn stale again (stale_after is 2s) while the
+	// test watches for a second recovery notice.
+	fresh := time.Now().Add(time.Minute)
+	fakeSet(t, backups, policy, backupset.NewID(fresh), true, fresh)
 	waitFor(t, 10*time.Second, "the recovery notice", func() bool { return len(hook.titles()) >= 2 })
 	time.Sleep(time.Second)
 	if got := hook.titles(); len(got) != 2 || got[1] != policy+": backups are recent again" {
@@ -160,7 +162,7 @@ policies:
 func TestPartialFailureAndShrinkAlerts(t *testing.T) {
 	dsn := testenv.MariaDBDSN(t)
 	srv := testenv.MinIO(t)
-	dbName := makeDatabase(t, dsn)
+	dbName := testenv.SmallDatabase(t, dsn, "dmn")
 	db := testenv.OpenDB(t, dsn)
 	if _, err := db.Exec("INSERT INTO `" + dbName + "`.items SELECT seq, 'x' FROM `" + dbName + "`.seq_10_to_409"); err != nil {
 		t.Fatal(err)

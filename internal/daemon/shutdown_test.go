@@ -22,7 +22,7 @@ import (
 // returns cleanly and leaves no set, committed or not.
 func TestSlowJobOverlapAndShutdown(t *testing.T) {
 	dsn := testenv.MariaDBDSN(t)
-	dbName := makeDatabase(t, dsn)
+	dbName := testenv.SmallDatabase(t, dsn, "dmn")
 	proxy := newToxiproxy(t, "127.0.0.1:3306")
 	proxy.post(t, "/proxies/"+proxy.name+"/toxics", map[string]any{"type": "latency", "stream": "downstream", "attributes": map[string]any{"latency": 300}}, nil)
 	policy := testenv.UniqueName("slow")

@@ -209,3 +209,22 @@ func S3Client(t testing.TB, srv S3) *minio.Client {
 	}
 	return c
 }
+
+// SmallDatabase creates a database with one three-row table (items), for tests that need
+// something quick to back up; it is dropped when the test ends.
+func SmallDatabase(t testing.TB, dsn, prefix string) string {
+	t.Helper()
+	name := UniqueName(prefix)
+	DropDatabaseLater(t, dsn, name)
+	db := OpenDB(t, dsn)
+	for _, q := range []string{
+		"CREATE DATABASE `" + name + "`",
+		"CREATE TABLE `" + name + "`.items (id INT PRIMARY KEY, v VARCHAR(20))",
+		"INSERT INTO `" + name + "`.items VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("create a small database: %v", err)
+		}
+	}
+	return name
+}
