@@ -235,17 +235,20 @@ func (d *dumper) run(ctx context.Context, cancel context.CancelCauseFunc) error 
 	return nil
 }
 
+// connectHint prefixes connection errors with what to check.
+const connectHint = "connect to the server (is it running, and are the address and credentials in mysql.dsn right?)"
+
 // openSession takes a connection from the pool and prepares its session. flavor "" defers the
 // setup until the server is known.
 func (d *dumper) openSession(ctx context.Context, flavor string) (*session, error) {
 	conn, err := d.db.Conn(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("connect to the server: %w", err)
+		return nil, fmt.Errorf("%s: %w", connectHint, err)
 	}
 	s := &session{conn: conn}
 	if err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&s.id); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("connect to the server: %w", err)
+		return nil, fmt.Errorf("%s: %w", connectHint, err)
 	}
 	if flavor != "" {
 		if err := setupSession(ctx, conn, flavor); err != nil {
