@@ -71,6 +71,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	noVerify := fs.Bool("no-verify", false, "skip comparing row counts and checksums with the backup")
 	deferIndexes := fs.Bool("defer-indexes", true, "build secondary indexes after loading a table's rows (faster for large tables)")
+	loadData := fs.Bool("load-data", true, "send rows with LOAD DATA LOCAL INFILE where the server allows it (faster); false executes the backup's INSERT statements as written")
 	verbose := fs.Bool("verbose", false, "log debug detail")
 	storage := fs.String("storage", "", "restore this storage source of the set instead of databases (with --to-dir or --to-target)")
 	toDir := fs.String("to-dir", "", "with --storage: the directory to restore into (must be empty unless --overwrite)")
@@ -153,6 +154,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		Now:          restoreNow,
 	}
 	opts.IndexesFirst = !*deferIndexes
+	opts.InsertsOnly = !*loadData
 	if isTerminal(stderr) {
 		opts.Progress = progressPrinter(stderr)
 		opts.ProgressEvery = restoreProgressEvery

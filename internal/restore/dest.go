@@ -469,3 +469,70 @@ func (d *destination) createDatabase(ctx context.Context, dp *DatabasePlan) erro
 func (d *destination) checksum(ctx context.Context, database, table string) (dump.TableSum, error) {
 	return dump.Checksum(ctx, d.db, database, table)
 }
+
+// bulkColumns returns the columns of a destination table as LOAD DATA needs to know them.
+func (d *destination) bulkColumns(ctx context.Context, database, table string) (map[string]bulkColumn, error) {
+	rows, err := d.db.QueryContext(ctx, "SELECT COLUMN_NAME, LOWER(DATA_TYPE), COALESCE(CHARACTER_SET_NAME, '') FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", database, table)
+	if err != nil {
+		return nil, fmt.Errorf("read the columns of %s: %w", qualified(database, table), err)
+	}
+	defer rows.Close()
+	cols := map[string]bulkColumn{}
+	for rows.Next() {
+		var name string
+		var c bulkColumn
+		if err := rows.Scan(&name, &c.DataType, &c.Charset); err != nil {
+			return nil, fmt.Errorf("read the columns of %s: %w", qualified(database, table), err)
+		}
+		cols[name] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the columns of %s: %w", qualified(database, table), err)
+	}
+	return cols, nil
+}
+
+// localInfile reports whether LOAD DATA LOCAL INFILE works between this client and the server
+// (MySQL 8 disables it by default; proxies may refuse it), by loading nothing into database's
+// marker table. The error says why not.
+func (d *destination) localInfile(ctx context.Context, database string) error {
+	conn, err := d.session(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	b := bulkBatch{header: []byte("' INTO TABLE " + qualified(database, MarkerTable))}
+	return b.send(ctx, conn)
+}
+
+// waitAltering returns once the ALTER TABLE running in connection id has reached its build
+// phase (PROCESSLIST state "altering table", past the exclusive metadata lock) or has ended (a
+// value on done, which is put back). When the state cannot be read, it waits for the end.
+func (d *destination) waitAltering(ctx context.Context, id int64, done chan error) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var state sql.NullString
+		err := d.db.QueryRowContext(ctx, "SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = ?", id).Scan(&state)
+		if err == nil && state.String == "altering table" {
+			return nil
+		}
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			select {
+			case e := <-done:
+				done <- e
+				return nil
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		}
+		select {
+		case e := <-done:
+			done <- e
+			return nil
+		case <-tick.C:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}

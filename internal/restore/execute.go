@@ -207,7 +207,7 @@ func (p *Plan) loadOneWith(ctx context.Context, dp *DatabasePlan, o dump.Object,
 			return fmt.Errorf("load %s: select database %s: %w", o.Key, quoteIdent(database), err)
 		}
 	}
-	return loadStatements(ctx, conn, o.Key, rc, -1, &tr.bytes, transform, p.log)
+	return loadStatements(ctx, conn, o.Key, rc, -1, &tr.bytes, transform, nil, p.log)
 }
 
 // open fetches an object: the first holder with a good copy, checked before decryption.
@@ -251,6 +251,26 @@ type tableState struct {
 	table    dump.Table
 	pending  atomic.Int64 // data objects not yet loaded
 	deferred *deferredIndexes
+
+	bulkOnce    sync.Once
+	bulkColumns map[string]bulkColumn // nil: the table's rows go in as INSERT statements
+}
+
+// bulkPlan returns how one loader sends this table's rows (loaddata.go): nil for INSERTs.
+func (p *Plan) bulkPlan(ctx context.Context, ts *tableState) *bulkPlan {
+	ts.bulkOnce.Do(func() {
+		cols, err := p.dest.bulkColumns(ctx, ts.dp.Dest, ts.table.Name)
+		if err != nil {
+			p.log.Warn("loading with INSERT statements", "table", qualified(ts.dp.Dest, ts.table.Name), "err", err)
+			return
+		}
+		if newBulkPlan(cols) == nil {
+			p.log.Debug("loading with INSERT statements: a column type LOAD DATA is not used for", "table", qualified(ts.dp.Dest, ts.table.Name))
+			return
+		}
+		ts.bulkColumns = cols
+	})
+	return newBulkPlan(ts.bulkColumns)
 }
 
 // loadData loads every data object with p.Threads connections while up to p.Threads objects are
@@ -274,6 +294,13 @@ func (p *Plan) loadData(ctx context.Context, tr *tracker, res *Result, deferred 
 			ts := &tableState{dp: dp, table: t, deferred: deferred[tableKey(dp.Dest, t.Name)]}
 			tables[tableKey(dp.Dest, t.Name)] = ts
 			order = append(order, ts)
+		}
+	}
+	bulk := !p.opts.InsertsOnly && p.opts.TxBytes > 0 && len(order) > 0
+	if bulk {
+		if err := p.dest.localInfile(ctx, order[0].dp.Dest); err != nil {
+			p.log.Info("LOAD DATA LOCAL INFILE is not available; loading the INSERT statements as written", "err", err)
+			bulk = false
 		}
 	}
 	jobs := p.dataJobs(tables)
@@ -375,7 +402,11 @@ func (p *Plan) loadData(ctx context.Context, tr *tracker, res *Result, deferred 
 						}
 						current = f.job.dp.Dest
 					}
-					return loadStatements(ctx, conn, f.job.obj.Key, f.rc, p.opts.TxBytes, &tr.bytes, nil, p.log)
+					var plan *bulkPlan
+					if bulk {
+						plan = p.bulkPlan(ctx, tables[f.job.key])
+					}
+					return loadStatements(ctx, conn, f.job.obj.Key, f.rc, p.opts.TxBytes, &tr.bytes, nil, plan, p.log)
 				}()
 				if err != nil {
 					fail(err)
@@ -383,6 +414,7 @@ func (p *Plan) loadData(ctx context.Context, tr *tracker, res *Result, deferred 
 				}
 				ts := tables[f.job.key]
 				if ts.pending.Add(-1) == 0 {
+					p.log.Info("table loaded", "table", qualified(ts.dp.Dest, ts.table.Name), "rows", ts.table.Rows)
 					tr.loaded.Add(1)
 					finish <- ts
 				}
@@ -448,22 +480,60 @@ func verifiable(t dump.Table) bool {
 
 // finishTable builds a table's deferred indexes and compares its checksum with the manifest. It
 // returns a description of the difference, or "" when the table matches (or is not verified).
+//
+// The two run side by side: the index build is single-threaded on the server, and the checksum
+// only reads rows, which the build does not change. For the largest table, the last to finish,
+// that takes the checksum off the end of the restore. The checksum starts once the ALTER TABLE
+// has passed its exclusive metadata lock (a reader holding the table would otherwise make the
+// ALTER wait for it, and they would run one after the other again).
 func (p *Plan) finishTable(ctx context.Context, ts *tableState, tr *tracker) (string, error) {
 	q := qualified(ts.dp.Dest, ts.table.Name)
+	verify := p.Verify && verifiable(ts.table)
+	var built chan error
 	if ts.deferred != nil {
 		conn, err := p.dest.session(ctx)
 		if err != nil {
 			return "", err
 		}
-		err = ts.deferred.build(ctx, conn, q)
-		conn.Close()
-		if err != nil {
+		var id int64
+		if verify {
+			if err := conn.QueryRowContext(ctx, "SELECT CONNECTION_ID()").Scan(&id); err != nil {
+				conn.Close()
+				return "", fmt.Errorf("build the secondary indexes of %s: %w", q, err)
+			}
+		}
+		built = make(chan error, 1)
+		t := p.opts.Now()
+		go func() {
+			err := ts.deferred.build(ctx, conn, q)
+			conn.Close()
+			if err == nil {
+				p.log.Info("secondary indexes built", "table", q, "indexes", len(ts.deferred.defs), "duration", p.opts.Now().Sub(t).Round(time.Millisecond))
+			}
+			built <- err
+		}()
+		if !verify {
+			return "", <-built
+		}
+		if err := p.dest.waitAltering(ctx, id, built); err != nil {
 			return "", err
 		}
 	}
-	if !p.Verify || !verifiable(ts.table) {
+	if !verify {
 		return "", nil
 	}
+	mismatch, err := p.verifyTable(ctx, ts, tr)
+	if built != nil {
+		if berr := <-built; berr != nil {
+			return "", berr
+		}
+	}
+	return mismatch, err
+}
+
+func (p *Plan) verifyTable(ctx context.Context, ts *tableState, tr *tracker) (string, error) {
+	q := qualified(ts.dp.Dest, ts.table.Name)
+	t := p.opts.Now()
 	got, err := p.dest.checksum(ctx, ts.dp.Dest, ts.table.Name)
 	if err != nil {
 		return "", fmt.Errorf("verify %s: %w", q, err)
@@ -474,6 +544,6 @@ func (p *Plan) finishTable(ctx context.Context, ts *tableState, tr *tracker) (st
 		p.log.Error("table differs from the backup", "table", q, "rows", got.Rows, "want_rows", want.Rows)
 		return fmt.Sprintf("%s has %d rows and checksum %s, the set says %d rows and %s", q, got.Rows, got.Checksum, want.Rows, want.Checksum), nil
 	}
-	p.log.Debug("table verified", "table", q, "rows", got.Rows)
+	p.log.Info("table verified", "table", q, "rows", got.Rows, "duration", p.opts.Now().Sub(t).Round(time.Millisecond))
 	return "", nil
 }

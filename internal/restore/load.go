@@ -30,8 +30,9 @@ const maxAttempts = 6
 // transactions of about txBytes; any other statement commits first. Two loaders filling the same
 // table can deadlock on its secondary indexes; InnoDB then rolls one transaction back, and it
 // is replayed from a copy of its statements. transform, when not nil, may replace a statement
-// (deferred indexes); counted is advanced by the plain bytes read.
-func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Reader, txBytes int64, counted *atomic.Int64, transform func([]byte) []byte, log *slog.Logger) error {
+// (deferred indexes); counted is advanced by the plain bytes read. With bulk, the INSERTs it can
+// convert go in as LOAD DATA batches of about txBytes of SQL each (loaddata.go).
+func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Reader, txBytes int64, counted *atomic.Int64, transform func([]byte) []byte, bulk *bulkPlan, log *slog.Logger) error {
 	cr := &countingReader{r: r, n: counted}
 	inTx := false
 	var pending int64
@@ -80,10 +81,39 @@ func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Read
 		}
 		return nil
 	}
+	var rows *rowSender
+	if bulk != nil && txBytes > 0 {
+		rows = newRowSender(ctx, conn, key, bulk, log)
+		defer rows.wait()
+	}
 	err := dump.ReadStatements(cr, func(stmt []byte) error {
 		n++
 		if transform != nil {
 			stmt = transform(stmt)
+		}
+		if rows != nil {
+			if inTx {
+				if err := commit(); err != nil {
+					return err
+				}
+			}
+			if rows.add(stmt) {
+				if rows.pending() >= txBytes {
+					return rows.flush(n)
+				}
+				return nil
+			}
+			// Another table or column list, or not convertible: send what is collected, then
+			// try this statement in a batch of its own before executing it as written.
+			if err := rows.flush(n); err != nil {
+				return err
+			}
+			if rows.add(stmt) {
+				return nil
+			}
+			if err := rows.wait(); err != nil {
+				return err
+			}
 		}
 		insert := txBytes > 0 && hasPrefixFold(stmt, "INSERT ")
 		if inTx && !insert {
@@ -109,6 +139,11 @@ func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Read
 		}
 		return nil
 	})
+	if err == nil && rows != nil {
+		if err = rows.flush(n); err == nil {
+			err = rows.wait()
+		}
+	}
 	if err == nil && inTx {
 		err = commit()
 	}

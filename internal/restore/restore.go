@@ -42,9 +42,13 @@ type Options struct {
 	// secondary indexes of qualifying InnoDB tables are built after their rows are in, which is
 	// faster (see indexes.go).
 	IndexesFirst bool
-	TxBytes      int64  // INSERT bytes per loader transaction; default DefaultTxBytes, < 0: autocommit
-	SpoolDir     string // downloaded objects larger than a few MiB wait here; default os.TempDir()
-	Logger       *slog.Logger
+	// InsertsOnly executes the data objects' INSERT statements as written. By default the rows of
+	// those it can prove equivalent are sent with LOAD DATA LOCAL INFILE where the server allows
+	// it, which costs the server far less (see loaddata.go).
+	InsertsOnly bool
+	TxBytes     int64  // INSERT bytes per loader transaction; default DefaultTxBytes, < 0: autocommit
+	SpoolDir    string // downloaded objects larger than a few MiB wait here; default os.TempDir()
+	Logger      *slog.Logger
 	// Progress, when set, is called every ProgressEvery (default 2s) during Execute, from one
 	// goroutine.
 	Progress      func(Progress)
