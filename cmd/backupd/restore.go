@@ -334,6 +334,9 @@ func printRestoreSummary(w io.Writer, plan *restore.Plan, res *restore.Result, e
 	case err == nil:
 		fmt.Fprintf(w, "  verified: %d tables match the backup's row counts and checksums\n", res.Verified)
 	}
+	if res.Rows > 0 {
+		fmt.Fprintf(w, "  rows sent with LOAD DATA LOCAL INFILE: %d of %d (the others as the backup's INSERT statements)\n", res.RowsLoadData, res.Rows)
+	}
 	for _, m := range res.Mismatches {
 		fmt.Fprintf(w, "  MISMATCH: %s\n", m)
 	}

@@ -373,6 +373,7 @@ func (p *Plan) loadData(ctx context.Context, tr *tracker, res *Result, deferred 
 	}()
 
 	var loaders sync.WaitGroup
+	var bulkRows atomic.Int64
 	for range p.Threads {
 		loaders.Go(func() {
 			var conn *loaderConn
@@ -406,7 +407,11 @@ func (p *Plan) loadData(ctx context.Context, tr *tracker, res *Result, deferred 
 					if bulk {
 						plan = p.bulkPlan(ctx, tables[f.job.key])
 					}
-					return loadStatements(ctx, conn, f.job.obj.Key, f.rc, p.opts.TxBytes, &tr.bytes, nil, plan, p.log)
+					err := loadStatements(ctx, conn, f.job.obj.Key, f.rc, p.opts.TxBytes, &tr.bytes, nil, plan, p.log)
+					if plan != nil {
+						bulkRows.Add(plan.sent)
+					}
+					return err
 				}()
 				if err != nil {
 					fail(err)
@@ -422,6 +427,7 @@ func (p *Plan) loadData(ctx context.Context, tr *tracker, res *Result, deferred 
 		})
 	}
 	loaders.Wait()
+	res.RowsLoadData = bulkRows.Load()
 	close(finish)
 	finishers.Wait()
 	if err := context.Cause(ctx); err != nil {

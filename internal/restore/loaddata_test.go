@@ -25,10 +25,10 @@ func TestSplitInsert(t *testing.T) {
 		t.Fatalf("splitIdentList = %q %v", names, ok)
 	}
 	for _, stmt := range []string{
-		"INSERT INTO `t` VALUES (1)",             // no column list
-		"INSERT INTO t (`a`) VALUES (1)",         // unquoted name
+		"INSERT INTO `t` VALUES (1)",              // no column list
+		"INSERT INTO t (`a`) VALUES (1)",          // unquoted name
 		"INSERT IGNORE INTO `t` (`a`) VALUES (1)", // not plain
-		"insert into `t` (`a`) values (1)",       // not as dump writes it
+		"insert into `t` (`a`) values (1)",        // not as dump writes it
 		"INSERT INTO `t` (`a`) SELECT 1",
 		"INSERT INTO `t` (`a`,b) VALUES (1,2)",
 		"INSERT INTO `t` (`a` VALUES (1)",
@@ -58,9 +58,9 @@ func TestAppendRows(t *testing.T) {
 		}
 	}
 	for _, tuples := range []string{
-		"(1,2)",            // three columns expected
-		"(1,2,3,4)",        // three columns expected
-		"(1, 2,3)",         // a space: not as dump writes it
+		"(1,2)",             // three columns expected
+		"(1,2,3,4)",         // three columns expected
+		"(1, 2,3)",          // a space: not as dump writes it
 		"(_utf8mb4'x',2,3)", // an introducer
 		"(b'101',2,3)",
 		"(X'00',2,3)",
