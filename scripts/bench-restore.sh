@@ -8,6 +8,8 @@
 #      --quick | zstd | age` file of DB (slow: about 5 min for make-shop.sh 1; SKIP_STREAM=1
 #      leaves it out)
 #   4. with COMPARE_DEFER=1, `backupd restore --defer-indexes=false` too
+#   5. with COMPARE_INSERTS=1, `backupd restore --load-data=false` too (the INSERT statements
+#      as written instead of LOAD DATA)
 #
 # DB defaults to bench_shop1 (../shared/bench/make-shop.sh 1 bench_shop1). Every restored copy
 # is dropped again; DB itself is only read. Needs the test servers (scripts/testenv.sh start),
@@ -39,7 +41,7 @@ s3() { curl -sS --fail --aws-sigv4 "aws:amz:$REGION:s3" --user "$AK:$SK" "$@"; }
 
 drop() { $MYSQL -e "DROP DATABASE IF EXISTS \`$1\`"; }
 cleanup() {
-	for d in "${DB}_rs_backupd" "${DB}_rs_nodefer" "${DB}_rs_myloader" "${DB}_rs_stream"; do drop "$d" || true; done
+	for d in "${DB}_rs_backupd" "${DB}_rs_nodefer" "${DB}_rs_inserts" "${DB}_rs_myloader" "${DB}_rs_stream"; do drop "$d" || true; done
 	# Empty and remove the bucket (its keys are plain ASCII for the shop database).
 	if s3 "$EP/$BUCKET?list-type=2" -o "$WORK/list.xml" 2>/dev/null; then
 		grep -o '<Key>[^<]*</Key>' "$WORK/list.xml" | sed 's/<[^>]*>//g' | while read -r key; do
@@ -102,6 +104,11 @@ if [ "${COMPARE_DEFER:-0}" = 1 ]; then
 	say "backupd restore --defer-indexes=false"
 	timed backupd_restore_nodefer "$WORK/backupd" restore --config "$WORK/backupd.yaml" --to "$DSN" --as "${DB}_rs_nodefer" --yes --defer-indexes=false
 	drop "${DB}_rs_nodefer"
+fi
+if [ "${COMPARE_INSERTS:-0}" = 1 ]; then
+	say "backupd restore --load-data=false"
+	timed backupd_restore_inserts "$WORK/backupd" restore --config "$WORK/backupd.yaml" --to "$DSN" --as "${DB}_rs_inserts" --yes --load-data=false
+	drop "${DB}_rs_inserts"
 fi
 
 say "mydumper -t 2, then myloader -t 2"

@@ -84,7 +84,7 @@ func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Read
 	var rows *rowSender
 	if bulk != nil && txBytes > 0 {
 		rows = newRowSender(ctx, conn, key, bulk, log)
-		defer rows.wait()
+		defer rows.release()
 	}
 	err := dump.ReadStatements(cr, func(stmt []byte) error {
 		n++
@@ -114,6 +114,7 @@ func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Read
 			if err := rows.wait(); err != nil {
 				return err
 			}
+			rows.observe(stmt)
 		}
 		insert := txBytes > 0 && hasPrefixFold(stmt, "INSERT ")
 		if inTx && !insert {

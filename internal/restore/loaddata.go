@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -122,7 +123,8 @@ func (b *bulkPlan) build(target, colList []byte) ([]byte, int, error) {
 	var out bytes.Buffer
 	out.WriteString("' INTO TABLE ")
 	out.Write(target)
-	out.WriteString(" CHARACTER SET binary FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' (")
+	// The separators as hex literals, which mean the same whatever the sql_mode.
+	out.WriteString(" CHARACTER SET binary FIELDS TERMINATED BY 0x09 ESCAPED BY 0x5c LINES TERMINATED BY 0x0a (")
 	var sets []string
 	for i, n := range names {
 		c, known := b.columns[n]
@@ -463,13 +465,73 @@ type rowSender struct {
 	cur, free *bulkBatch
 	inflight  chan error
 	sent      *bulkBatch
+
+	// The session reads literals as the conversion assumes (see add).
+	namesBinary, backslashEscapes bool
 }
 
 func newRowSender(ctx context.Context, conn execer, key string, plan *bulkPlan, log *slog.Logger) *rowSender {
-	return &rowSender{ctx: ctx, conn: conn, key: key, log: log, cur: &bulkBatch{plan: plan}, free: &bulkBatch{plan: plan}}
+	return &rowSender{ctx: ctx, conn: conn, key: key, log: log,
+		cur: &bulkBatch{plan: plan, buf: getBatchBuffer()}, free: &bulkBatch{plan: plan, buf: getBatchBuffer()}}
 }
 
-func (s *rowSender) add(stmt []byte) bool { return s.cur.add(stmt) }
+// Batch buffers are reused from one object to the next: a fresh one per object meant faulting
+// in some 20 MiB of new pages per object and the runtime returning them again in between.
+var batchBuffers sync.Pool
+
+func getBatchBuffer() []byte {
+	if b, ok := batchBuffers.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, DefaultTxBytes+DefaultTxBytes/4)
+}
+
+// release returns the batch buffers; the sender is not used afterwards.
+func (s *rowSender) release() {
+	s.wait()
+	for _, b := range []*bulkBatch{s.cur, s.free} {
+		if b != nil && b.buf != nil {
+			buf := b.buf[:0]
+			batchBuffers.Put(&buf)
+			b.buf = nil
+		}
+	}
+}
+
+// add converts stmt into rows of the batch being collected. The object must have set up the
+// session as dump writes it (FORMAT.md): SET NAMES binary, and a sql_mode without
+// NO_BACKSLASH_ESCAPES. Until then, and after anything else, the statement is refused, so it
+// is executed as written.
+func (s *rowSender) add(stmt []byte) bool {
+	return s.namesBinary && s.backslashEscapes && s.cur.add(stmt)
+}
+
+// observe notes a statement executed as SQL that changes how literals are read.
+func (s *rowSender) observe(stmt []byte) {
+	if !hasPrefixFold(stmt, "SET ") {
+		return
+	}
+	if hasPrefixFold(stmt, "SET NAMES ") {
+		s.namesBinary = bytes.EqualFold(bytes.TrimSpace(stmt), []byte("SET NAMES binary"))
+		return
+	}
+	eq := bytes.IndexByte(stmt, '=')
+	if eq < 0 {
+		return
+	}
+	name := bytes.ToLower(stmt[:eq])
+	switch {
+	case bytes.Contains(name, []byte("sql_mode")):
+		// Only one plain quoted mode is understood; anything else turns the conversion off.
+		v := bytes.TrimSpace(stmt[eq+1:])
+		upper := bytes.ToUpper(v)
+		s.backslashEscapes = len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' &&
+			bytes.IndexByte(v[1:len(v)-1], '\'') < 0 && bytes.IndexByte(v, '\\') < 0 &&
+			!bytes.Contains(upper, []byte("NO_BACKSLASH_ESCAPES")) && !bytes.Contains(upper, []byte("ANSI"))
+	case bytes.Contains(name, []byte("character_set")) || bytes.Contains(name, []byte("collation_connection")):
+		s.namesBinary = false
+	}
+}
 
 // pending is how much SQL the rows collected so far came from.
 func (s *rowSender) pending() int64 { return s.cur.sqlLen }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -92,7 +93,7 @@ func TestBulkPlan(t *testing.T) {
 		t.Fatal("no plan for plain columns")
 	}
 	header, n, err := p.loadDataStatement([]byte("`t`"), []byte("(`id`,`e`,`s`,`y`)"))
-	want := "' INTO TABLE `t` CHARACTER SET binary FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' (`id`,@c1,`s`,@c3) SET `e` = CAST(@c1 AS UNSIGNED), `y` = CAST(@c3 AS UNSIGNED)"
+	want := "' INTO TABLE `t` CHARACTER SET binary FIELDS TERMINATED BY 0x09 ESCAPED BY 0x5c LINES TERMINATED BY 0x0a (`id`,@c1,`s`,@c3) SET `e` = CAST(@c1 AS UNSIGNED), `y` = CAST(@c3 AS UNSIGNED)"
 	if err != nil || n != 4 || string(header) != want {
 		t.Fatalf("loadDataStatement = %q, %d, %v; want %q", header, n, err, want)
 	}
@@ -273,7 +274,7 @@ func TestLoadDataRefusesDuplicates(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	object := "SET NAMES binary;\nINSERT INTO `t` (`id`,`v`) VALUES (1,'a'),(2,'b'),(3,'c');\n"
+	object := "SET NAMES binary;\nSET sql_mode = 'NO_AUTO_VALUE_ON_ZERO';\nINSERT INTO `t` (`id`,`v`) VALUES (1,'a'),(2,'b'),(3,'c');\n"
 	cols, err := (&destination{db: db}).bulkColumns(ctx, name, "t")
 	if err != nil {
 		t.Fatal(err)
@@ -295,4 +296,150 @@ func TestLoadDataRefusesDuplicates(t *testing.T) {
 	if err := db.QueryRowContext(ctx, "SELECT v FROM "+qualified(name, "t")+" WHERE id = 2").Scan(&v); err != nil || v != "old" {
 		t.Errorf("the existing row is %q (%v), want it untouched", v, err)
 	}
+}
+
+// TestRowSenderPreconditions: rows are converted only once the object has set the session up
+// as dump does (SET NAMES binary, backslash escapes on), and not after it changes that.
+func TestRowSenderPreconditions(t *testing.T) {
+	insert := []byte("INSERT INTO `t` (`id`) VALUES (1)")
+	for _, c := range []struct {
+		setup []string
+		want  bool
+	}{
+		{[]string{"SET NAMES binary", "SET time_zone = '+00:00'", "SET sql_mode = 'NO_AUTO_VALUE_ON_ZERO'"}, true},
+		{[]string{"SET NAMES binary", "SET sql_mode = ''"}, true},
+		{[]string{"SET sql_mode = 'NO_AUTO_VALUE_ON_ZERO'"}, false},
+		{[]string{"SET NAMES binary"}, false},
+		{[]string{"SET NAMES utf8mb4", "SET sql_mode = ''"}, false},
+		{[]string{"SET NAMES binary", "SET sql_mode = 'NO_BACKSLASH_ESCAPES'"}, false},
+		{[]string{"SET NAMES binary", "SET sql_mode = 'ANSI'"}, false},
+		{[]string{"SET NAMES binary", "SET sql_mode = CONCAT(@@sql_mode, ',X')"}, false},
+		{[]string{"SET NAMES binary", "SET sql_mode = ''", "SET character_set_client = 'utf8mb4'"}, false},
+		{[]string{"SET NAMES binary", "SET sql_mode = ''", "SET SESSION sql_mode = 'NO_BACKSLASH_ESCAPES'"}, false},
+		{[]string{"SET NAMES binary", "SET sql_mode = ''", "SET @@time_zone = '+00:00'"}, true},
+	} {
+		s := newRowSender(context.Background(), nil, "k", newBulkPlan(map[string]bulkColumn{"id": {DataType: "int"}}), slog.New(slog.DiscardHandler))
+		for _, q := range c.setup {
+			s.observe([]byte(q))
+		}
+		if got := s.add(insert); got != c.want {
+			t.Errorf("after %q: converted %v, want %v", c.setup, got, c.want)
+		}
+		s.release()
+	}
+}
+
+// FuzzAppendRows: any bytes, written as dump writes a quoted literal and a hex literal, come out
+// of a LOAD DATA field exactly as they went in.
+func FuzzAppendRows(f *testing.F) {
+	f.Add([]byte("plain"), []byte{0, 1, 2})
+	f.Add([]byte("\\N"), []byte("\\N"))
+	f.Add([]byte("tab\tnl\ncr\rq'dq\"bs\\z\x1anul\x00"), []byte("\t\n\\"))
+	f.Add([]byte{}, []byte{0xff})
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		if len(b) == 0 {
+			b = []byte{0} // dump writes an empty value quoted, never as 0x
+		}
+		tuples := "(" + sqlQuoted(a) + ",0x" + fmt.Sprintf("%X", b) + ",NULL,-1.5e-3)"
+		out, rows, ok := appendRows(nil, []byte(tuples+","+tuples), 4)
+		if !ok || rows != 2 {
+			t.Fatalf("appendRows(%q): ok %v, %d rows", tuples, ok, rows)
+		}
+		lines := decodeLoadData(t, out)
+		if len(lines) != 2 {
+			t.Fatalf("%d rows decoded from %q", len(lines), out)
+		}
+		for _, fields := range lines {
+			if len(fields) != 4 || fields[0] == nil || !bytes.Equal(*fields[0], a) || fields[1] == nil ||
+				!bytes.Equal(*fields[1], b) || fields[2] != nil || fields[3] == nil || string(*fields[3]) != "-1.5e-3" {
+				t.Fatalf("round trip of %q, %q gave %q", a, b, out)
+			}
+		}
+	})
+}
+
+// sqlQuoted writes b as dump writes a string literal (FORMAT.md).
+func sqlQuoted(b []byte) string {
+	var s strings.Builder
+	s.WriteByte('\'')
+	for _, c := range b {
+		switch c {
+		case 0:
+			s.WriteString(`\0`)
+		case '\n':
+			s.WriteString(`\n`)
+		case '\r':
+			s.WriteString(`\r`)
+		case '\\':
+			s.WriteString(`\\`)
+		case '\'':
+			s.WriteString(`\'`)
+		case 0x1a:
+			s.WriteString(`\Z`)
+		default:
+			s.WriteByte(c)
+		}
+	}
+	s.WriteByte('\'')
+	return s.String()
+}
+
+// decodeLoadData reads rows as LOAD DATA does with FIELDS TERMINATED BY '\t' ESCAPED BY '\\'
+// LINES TERMINATED BY '\n' (a nil field is NULL).
+func decodeLoadData(t *testing.T, data []byte) [][]*[]byte {
+	var rows [][]*[]byte
+	var row []*[]byte
+	field := []byte{}
+	escaped, null := false, false
+	end := func() {
+		if null && len(field) == 0 {
+			row = append(row, nil)
+		} else {
+			f := field
+			row = append(row, &f)
+		}
+		field, null = []byte{}, false
+	}
+	for i, c := range data {
+		switch {
+		case escaped:
+			escaped = false
+			switch c {
+			case '0':
+				field = append(field, 0)
+			case 'n':
+				field = append(field, '\n')
+			case 't':
+				field = append(field, '\t')
+			case 'r':
+				field = append(field, '\r')
+			case 'b':
+				field = append(field, '\b')
+			case 'Z':
+				field = append(field, 0x1a)
+			case 'N':
+				if len(field) == 0 && (i+1 == len(data) || data[i+1] == '\t' || data[i+1] == '\n') {
+					null = true
+				} else {
+					field = append(field, 'N')
+				}
+			default:
+				field = append(field, c)
+			}
+		case c == '\\':
+			escaped = true
+		case c == '\t':
+			end()
+		case c == '\n':
+			end()
+			rows = append(rows, row)
+			row = nil
+		default:
+			field = append(field, c)
+		}
+	}
+	if escaped || row != nil {
+		t.Fatalf("rows do not end with a line end: %q", data)
+	}
+	return rows
 }
