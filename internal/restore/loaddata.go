@@ -310,7 +310,7 @@ func appendRows(dst, tuples []byte, ncols int) (out []byte, rows int64, ok bool)
 				}
 				dst = append(dst, '\\', 'N')
 				i += 4
-			case c == '0' && i+1 < len(s) && (s[i+1] == 'x' || s[i+1] == 'X'):
+			case c == '0' && i+1 < len(s) && s[i+1] == 'x': // 0X… is not a hex literal in SQL
 				j := i + 2
 				for j < len(s) && isHex(s[j]) {
 					j++
@@ -324,12 +324,12 @@ func appendRows(dst, tuples []byte, ncols int) (out []byte, rows int64, ok bool)
 				}
 				i = j
 			case c == '-' || c == '+' || c == '.' || (c >= '0' && c <= '9'):
-				j := i
-				for j < len(s) && isNumberByte(s[j]) {
-					j++
+				n := numberLen(s[i:])
+				if n == 0 {
+					return fail()
 				}
-				dst = append(dst, s[i:j]...)
-				i = j
+				dst = append(dst, s[i:i+n]...)
+				i += n
 			default:
 				return fail()
 			}
@@ -390,8 +390,43 @@ func unhex(b byte) byte {
 	return b - '0'
 }
 
-func isNumberByte(b byte) bool {
-	return (b >= '0' && b <= '9') || b == '.' || b == '-' || b == '+' || b == 'e' || b == 'E'
+// numberLen returns the length of the number literal at the start of s — [+-]digits[.digits]
+// [e[+-]digits], at least one digit before the exponent — or 0 when there is none. A number
+// followed by anything else than , or ) is refused by the caller, so 1-2 (an expression in SQL,
+// a 1 with a warning in LOAD DATA) never passes.
+func numberLen(s []byte) int {
+	i := 0
+	if i < len(s) && (s[i] == '-' || s[i] == '+') {
+		i++
+	}
+	digits := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i, digits = i+1, digits+1
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i, digits = i+1, digits+1
+		}
+	}
+	if digits == 0 {
+		return 0
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		j := i + 1
+		if j < len(s) && (s[j] == '-' || s[j] == '+') {
+			j++
+		}
+		k := j
+		for k < len(s) && s[k] >= '0' && s[k] <= '9' {
+			k++
+		}
+		if k == j {
+			return 0
+		}
+		i = k
+	}
+	return i
 }
 
 // bulkBatch collects the rows of consecutive INSERTs into one table and column list, and sends
