@@ -38,13 +38,15 @@ import (
 //     \b which mean the same in both) and re-escaped for LOAD DATA (\\, \t, \n, \0);
 //   - 0x… is decoded to its bytes.
 //
-// A statement with any other form (a column list that differs from the batch, `_utf8mb4'…'`
-// introducers, b'…', spaces between tokens, an unknown escape) ends the batch and is executed as
-// SQL, as is every statement of a table with a column this reasoning does not cover (BIT,
-// spatial, VECTOR, JSON on MySQL, UUID/INET, strings in multi-byte charsets that may contain
-// ASCII bytes). LOAD DATA LOCAL turns duplicate-key errors into skipped rows, so each batch's
-// affected-row count is compared with the rows sent: a difference fails the load as the INSERT
-// would have. The restore's verification compares every table with the manifest either way.
+// A statement in any other form (`_utf8mb4'…'` introducers, b'…', 0X…, an expression such as
+// 1-2, spaces between tokens, an unknown escape) ends the batch and is executed as SQL; so is
+// every statement before the object has set NAMES binary and a sql_mode with backslash escapes
+// (rowSender.observe), and every statement of a table with a column this reasoning does not
+// cover (BIT, spatial, VECTOR, JSON on MySQL, UUID/INET, strings in multi-byte charsets that
+// may contain ASCII bytes). LOAD DATA LOCAL turns duplicate-key errors into skipped rows, so
+// each batch's affected-row count is compared with the rows sent: a difference fails the load
+// as the INSERT would have. The restore's verification compares every table with the manifest
+// either way.
 
 // bulkColumn is what the restore must know of a destination column to send it via LOAD DATA.
 type bulkColumn struct {
