@@ -92,16 +92,21 @@ func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Read
 			stmt = transform(stmt)
 		}
 		if rows != nil {
-			if inTx {
-				if err := commit(); err != nil {
-					return err
+			// Rows collected for LOAD DATA: an INSERT transaction still open ends first, so the
+			// batch is sent (later, on this connection) outside it.
+			added := func() error {
+				if inTx {
+					if err := commit(); err != nil {
+						return err
+					}
 				}
-			}
-			if rows.add(stmt) {
 				if rows.pending() >= txBytes {
 					return rows.flush(n)
 				}
 				return nil
+			}
+			if rows.add(stmt) {
+				return added()
 			}
 			// Another table or column list, or not convertible: send what is collected, then
 			// try this statement in a batch of its own before executing it as written.
@@ -109,7 +114,7 @@ func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Read
 				return err
 			}
 			if rows.add(stmt) {
-				return nil
+				return added()
 			}
 			if err := rows.wait(); err != nil {
 				return err

@@ -460,3 +460,55 @@ func decodeLoadData(t *testing.T, data []byte) [][]*[]byte {
 	}
 	return rows
 }
+
+// TestMixedObject: in one object, INSERTs LOAD DATA can take and ones it cannot (an introducer,
+// an expression) interleave; every row goes in once, in both ways, and nothing is left
+// uncommitted.
+func TestMixedObject(t *testing.T) {
+	ctx := context.Background()
+	dsn := testenv.MariaDBDSN(t)
+	db := testenv.OpenDB(t, dsn)
+	name := testenv.UniqueName("ld_mixed")
+	testenv.DropDatabaseLater(t, dsn, name)
+	for _, q := range []string{
+		"CREATE DATABASE " + quoteIdent(name),
+		"CREATE TABLE " + qualified(name, "t") + " (id INT PRIMARY KEY, v VARCHAR(20))",
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	object := "SET NAMES binary;\nSET sql_mode = 'NO_AUTO_VALUE_ON_ZERO';\n" +
+		"INSERT INTO `t` (`id`,`v`) VALUES (1,'a'),(2,'b');\n" +
+		"INSERT INTO `t` (`id`,`v`) VALUES (3,_utf8mb4'c');\n" +
+		"INSERT INTO `t` (`id`,`v`) VALUES (2+2,'d');\n" +
+		"INSERT INTO `t` (`id`,`v`) VALUES (5,'e'),(6,NULL);\n" +
+		"INSERT INTO `t` (`id`,`v`) VALUES (7,CONCAT('f','g'));\n"
+	cols, err := (&destination{db: db}).bulkColumns(ctx, name, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := (&destination{db: db}).session(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "USE "+quoteIdent(name)); err != nil {
+		t.Fatal(err)
+	}
+	plan := newBulkPlan(cols)
+	var counted atomic.Int64
+	if err := loadStatements(ctx, conn, "00001.sql", strings.NewReader(object), DefaultTxBytes, &counted, nil, plan, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close() // an uncommitted transaction would be rolled back here
+	if plan.sent != 4 {
+		t.Errorf("%d rows went through LOAD DATA, want the 4 of the plain INSERTs", plan.sent)
+	}
+	var got string
+	if err := db.QueryRowContext(ctx, "SELECT GROUP_CONCAT(id, '=', COALESCE(v, 'NULL') ORDER BY id) FROM "+qualified(name, "t")).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := "1=a,2=b,3=c,4=d,5=e,6=NULL,7=fg"; got != want {
+		t.Errorf("rows: got %s, want %s", got, want)
+	}
+}
