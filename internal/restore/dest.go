@@ -521,20 +521,15 @@ func (d *destination) waitAltering(ctx context.Context, id int64, done chan erro
 		if err == nil && state.String == "altering table" {
 			return nil
 		}
+		next := tick.C
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			select {
-			case e := <-done:
-				done <- e
-				return nil
-			case <-ctx.Done():
-				return context.Cause(ctx)
-			}
+			next = nil // the state cannot be read: wait for the end
 		}
 		select {
 		case e := <-done:
 			done <- e
 			return nil
-		case <-tick.C:
+		case <-next:
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}

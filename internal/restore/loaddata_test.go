@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -218,7 +219,16 @@ func TestLoadDataMatchesInserts(t *testing.T) {
 				}
 				var sent int64
 				for _, o := range objects {
-					sent += loadObject(t, db, name, filepath.Join(dir, filepath.FromSlash(o.Key)), plan)
+					f, err := os.Open(filepath.Join(dir, filepath.FromSlash(o.Key)))
+					if err != nil {
+						t.Fatal(err)
+					}
+					n, err := loadInto(t, db, name, f, plan)
+					f.Close()
+					if err != nil {
+						t.Fatalf("load %s into %s: %v", o.Key, name, err)
+					}
+					sent += n
 				}
 				bulkRows += int(sent)
 				if rdb.Name == tricky && mode == "load data" && sent != tbl.Rows {
@@ -241,13 +251,13 @@ func TestLoadDataMatchesInserts(t *testing.T) {
 	t.Logf("%d tables, %d rows through LOAD DATA", bulkTables, bulkRows)
 }
 
-// loadObject loads one data object file into database with loadStatements and returns the rows
-// it sent with LOAD DATA.
-func loadObject(t *testing.T, db *sql.DB, database, path string, plan *bulkPlan) int64 {
+// loadInto loads one data object into database with loadStatements in a loader session, as
+// the restore does (plan nil: the INSERTs as written), and returns the rows it sent with LOAD
+// DATA. The session is closed before it returns, so anything left uncommitted is rolled back.
+func loadInto(t *testing.T, db *sql.DB, database string, object io.Reader, plan *bulkPlan) (int64, error) {
 	t.Helper()
 	ctx := context.Background()
-	dest := &destination{db: db}
-	conn, err := dest.session(ctx)
+	conn, err := (&destination{db: db}).session(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,62 +265,51 @@ func loadObject(t *testing.T, db *sql.DB, database, path string, plan *bulkPlan)
 	if _, err := conn.ExecContext(ctx, "USE "+quoteIdent(database)); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var counted atomic.Int64
 	var before int64
 	if plan != nil {
 		before = plan.sent
 	}
-	if err := loadStatements(ctx, conn, path, f, DefaultTxBytes, &counted, nil, plan, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatalf("load %s: %v", path, err)
-	}
+	var counted atomic.Int64
+	err = loadStatements(ctx, conn, "object", object, DefaultTxBytes, &counted, nil, plan, slog.New(slog.DiscardHandler))
 	if plan == nil {
-		return 0
+		return 0, err
 	}
-	return plan.sent - before
+	return plan.sent - before, err
+}
+
+// newTable creates database with one table t of these columns (and rows) and returns the LOAD
+// DATA plan for it.
+func newTable(t *testing.T, db *sql.DB, database, columns string, inserts ...string) *bulkPlan {
+	t.Helper()
+	ctx := context.Background()
+	testenv.DropDatabaseLater(t, testenv.MariaDBDSN(t), database)
+	stmts := append([]string{"CREATE DATABASE " + quoteIdent(database),
+		"CREATE TABLE " + qualified(database, "t") + " (" + columns + ")"}, inserts...)
+	for _, q := range stmts {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	cols, err := (&destination{db: db}).bulkColumns(ctx, database, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newBulkPlan(cols)
 }
 
 // TestLoadDataRefusesDuplicates: LOAD DATA LOCAL skips a row whose key exists instead of failing
 // as the INSERT would; the loader notices the missing row and fails.
 func TestLoadDataRefusesDuplicates(t *testing.T) {
-	ctx := context.Background()
-	dsn := testenv.MariaDBDSN(t)
-	db := testenv.OpenDB(t, dsn)
+	db := testenv.OpenDB(t, testenv.MariaDBDSN(t))
 	name := testenv.UniqueName("ld_dup")
-	testenv.DropDatabaseLater(t, dsn, name)
-	for _, q := range []string{
-		"CREATE DATABASE " + quoteIdent(name),
-		"CREATE TABLE " + qualified(name, "t") + " (id INT PRIMARY KEY, v VARCHAR(10))",
-		"INSERT INTO " + qualified(name, "t") + " VALUES (2, 'old')",
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	plan := newTable(t, db, name, "id INT PRIMARY KEY, v VARCHAR(10)", "INSERT INTO "+qualified(name, "t")+" VALUES (2, 'old')")
 	object := "SET NAMES binary;\nSET sql_mode = 'NO_AUTO_VALUE_ON_ZERO';\nINSERT INTO `t` (`id`,`v`) VALUES (1,'a'),(2,'b'),(3,'c');\n"
-	cols, err := (&destination{db: db}).bulkColumns(ctx, name, "t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := (&destination{db: db}).session(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "USE "+quoteIdent(name)); err != nil {
-		t.Fatal(err)
-	}
-	var counted atomic.Int64
-	err = loadStatements(ctx, conn, "00001.sql", bytes.NewReader([]byte(object)), DefaultTxBytes, &counted, nil, newBulkPlan(cols), slog.New(slog.DiscardHandler))
+	_, err := loadInto(t, db, name, strings.NewReader(object), plan)
 	if err == nil || !strings.Contains(err.Error(), "stored 2 of 3 rows") {
 		t.Fatalf("loading a duplicate key: err = %v, want one saying a row was refused", err)
 	}
 	var v string
-	if err := db.QueryRowContext(ctx, "SELECT v FROM "+qualified(name, "t")+" WHERE id = 2").Scan(&v); err != nil || v != "old" {
+	if err := db.QueryRow("SELECT v FROM " + qualified(name, "t") + " WHERE id = 2").Scan(&v); err != nil || v != "old" {
 		t.Errorf("the existing row is %q (%v), want it untouched", v, err)
 	}
 }
@@ -465,47 +464,24 @@ func decodeLoadData(t *testing.T, data []byte) [][]*[]byte {
 // an expression) interleave; every row goes in once, in both ways, and nothing is left
 // uncommitted.
 func TestMixedObject(t *testing.T) {
-	ctx := context.Background()
-	dsn := testenv.MariaDBDSN(t)
-	db := testenv.OpenDB(t, dsn)
+	db := testenv.OpenDB(t, testenv.MariaDBDSN(t))
 	name := testenv.UniqueName("ld_mixed")
-	testenv.DropDatabaseLater(t, dsn, name)
-	for _, q := range []string{
-		"CREATE DATABASE " + quoteIdent(name),
-		"CREATE TABLE " + qualified(name, "t") + " (id INT PRIMARY KEY, v VARCHAR(20))",
-	} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	plan := newTable(t, db, name, "id INT PRIMARY KEY, v VARCHAR(20)")
 	object := "SET NAMES binary;\nSET sql_mode = 'NO_AUTO_VALUE_ON_ZERO';\n" +
 		"INSERT INTO `t` (`id`,`v`) VALUES (1,'a'),(2,'b');\n" +
 		"INSERT INTO `t` (`id`,`v`) VALUES (3,_utf8mb4'c');\n" +
 		"INSERT INTO `t` (`id`,`v`) VALUES (2+2,'d');\n" +
 		"INSERT INTO `t` (`id`,`v`) VALUES (5,'e'),(6,NULL);\n" +
 		"INSERT INTO `t` (`id`,`v`) VALUES (7,CONCAT('f','g'));\n"
-	cols, err := (&destination{db: db}).bulkColumns(ctx, name, "t")
+	sent, err := loadInto(t, db, name, strings.NewReader(object), plan)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := (&destination{db: db}).session(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.ExecContext(ctx, "USE "+quoteIdent(name)); err != nil {
-		t.Fatal(err)
-	}
-	plan := newBulkPlan(cols)
-	var counted atomic.Int64
-	if err := loadStatements(ctx, conn, "00001.sql", strings.NewReader(object), DefaultTxBytes, &counted, nil, plan, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close() // an uncommitted transaction would be rolled back here
-	if plan.sent != 4 {
-		t.Errorf("%d rows went through LOAD DATA, want the 4 of the plain INSERTs", plan.sent)
+	if sent != 4 {
+		t.Errorf("%d rows went through LOAD DATA, want the 4 of the plain INSERTs", sent)
 	}
 	var got string
-	if err := db.QueryRowContext(ctx, "SELECT GROUP_CONCAT(id, '=', COALESCE(v, 'NULL') ORDER BY id) FROM "+qualified(name, "t")).Scan(&got); err != nil {
+	if err := db.QueryRow("SELECT GROUP_CONCAT(id, '=', COALESCE(v, 'NULL') ORDER BY id) FROM " + qualified(name, "t")).Scan(&got); err != nil {
 		t.Fatal(err)
 	}
 	if want := "1=a,2=b,3=c,4=d,5=e,6=NULL,7=fg"; got != want {
