@@ -63,6 +63,10 @@ func ObjectKey(policy, id, name string) string { return Prefix(policy, id) + nam
 // ManifestKey is the full key of a set's manifest.
 func ManifestKey(policy, id string) string { return Prefix(policy, id) + ManifestName }
 
+// LocksPrefix is where hosts coordinate for a policy: leases of scheduled jobs and the
+// protection markers of sets in use. Nothing under it is part of a set.
+func LocksPrefix(policy string) string { return policy + "/locks/" }
+
 // ValidPolicyName reports whether a policy name is safe as a key segment.
 func ValidPolicyName(p string) bool {
 	return p != "" && !strings.ContainsAny(p, "/\\\x00") && p != "." && p != ".." && path.Clean(p) == p
