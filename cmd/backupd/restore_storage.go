@@ -12,9 +12,9 @@ import (
 
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
-	"github.com/backupd/backupd/internal/files"
 	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/keys"
+	"github.com/backupd/backupd/internal/storage"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -64,11 +64,11 @@ func (r *storageRestore) run(ctx context.Context, stdout io.Writer) error {
 		return classifyRestoreError(err)
 	}
 	m := found.Manifest
-	desc, err := files.ParseDescription(m.Files)
+	desc, err := storage.ParseDescription(m.Files)
 	if err != nil {
 		return fmt.Errorf("read the storage part of set %s: %w", m.SetID, err)
 	}
-	var src *files.SourceSummary
+	var src *storage.SourceSummary
 	for i := range desc.Sources {
 		if desc.Sources[i].Name == r.source {
 			src = &desc.Sources[i]
@@ -78,14 +78,14 @@ func (r *storageRestore) run(ctx context.Context, stdout io.Writer) error {
 		return &operatorError{fmt.Errorf("set %s holds no snapshot of storage %q (it was added to the policy later?); pick an older or newer set with --set", m.SetID, r.source)}
 	}
 
-	var dest files.Destination
+	var dest storage.Destination
 	where := ""
 	if r.toDir != "" {
 		abs, err := filepath.Abs(r.toDir)
 		if err != nil {
 			return usageErrorf("--to-dir: %v", err)
 		}
-		dest, where = files.ToDir(abs), "directory "+abs
+		dest, where = storage.ToDir(abs), "directory "+abs
 	} else {
 		tc, ok := r.cfg.Targets[r.toTarget]
 		if !ok {
@@ -95,7 +95,7 @@ func (r *storageRestore) run(ctx context.Context, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		dest, where = files.ToTarget(r.toTarget, t, ""), "target "+r.toTarget
+		dest, where = storage.ToTarget(r.toTarget, t, ""), "target "+r.toTarget
 	}
 	what := "the whole tree"
 	if r.subpath != "" {
@@ -123,11 +123,11 @@ func (r *storageRestore) run(ctx context.Context, stdout io.Writer) error {
 	if err := os.MkdirAll(spool, 0o700); err != nil {
 		spool = ""
 	}
-	res, err := files.Restore(ctx, found.Holders, dest, files.RestoreOptions{
+	res, err := storage.Restore(ctx, found.Holders, dest, storage.RestoreOptions{
 		Policy: r.policy.Name, SetID: m.SetID, Source: r.source, Identities: ids,
 		Subpath: r.subpath, Overwrite: r.overwrite, SpoolDir: spool, Workers: r.threads, Logger: r.log,
 	})
-	if errors.Is(err, files.ErrNotEmpty) {
+	if errors.Is(err, storage.ErrNotEmpty) {
 		return &operatorError{err}
 	}
 	if err != nil {

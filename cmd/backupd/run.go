@@ -16,9 +16,9 @@ import (
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/daemon"
 	"github.com/backupd/backupd/internal/drill"
-	"github.com/backupd/backupd/internal/files"
 	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/keys"
+	"github.com/backupd/backupd/internal/storage"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -136,10 +136,10 @@ func (dr daemonDriller) LastDrill(ctx context.Context, cfg *config.Config, p *co
 }
 
 // storageGC collects the storage blobs that no committed set references any more, after
-// retention (package files; its mark and sweep is safe while snapshots run).
+// retention (package storage; its mark and sweep is safe while snapshots run).
 func storageGC(log *slog.Logger) daemon.StorageGC {
 	return func(ctx context.Context, target string, t backupset.Target, policy string, dryRun bool) (string, error) {
-		res, err := files.GC(ctx, t, policy, files.GCOptions{DryRun: dryRun, Logger: log.With("target", target)})
+		res, err := storage.GC(ctx, t, policy, storage.GCOptions{DryRun: dryRun, Logger: log.With("target", target)})
 		if res == nil {
 			return "", err
 		}

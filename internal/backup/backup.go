@@ -20,10 +20,10 @@ import (
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/dump"
-	"github.com/backupd/backupd/internal/files"
 	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/seal"
+	"github.com/backupd/backupd/internal/storage"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -47,7 +47,7 @@ type Result struct {
 	Policy    string
 	Manifest  *backupset.Manifest // nil when the job failed before committing
 	Dump      *dump.Result
-	Storage   []*files.SnapshotResult
+	Storage   []*storage.SnapshotResult
 	Targets   []backupset.TargetResult
 	Committed int // targets that hold the committed set
 	Needed    int // min_targets
@@ -145,7 +145,7 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 		if err != nil {
 			return abort(err)
 		}
-		if filesJSON, err = files.Describe(snaps...); err != nil {
+		if filesJSON, err = storage.Describe(snaps...); err != nil {
 			return abort(fmt.Errorf("describe storage snapshots: %w", err))
 		}
 	}
@@ -179,14 +179,14 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 
 // snapshotStorage snapshots every storage source of the policy into the set being written,
 // one after the other: each already reads and uploads in parallel, and media is I/O-bound.
-func snapshotStorage(ctx context.Context, cfg *config.Config, p *config.Policy, setID string, w *backupset.Writer, dests []backupset.Dest, recipients []age.Recipient, log *slog.Logger) ([]*files.SnapshotResult, error) {
+func snapshotStorage(ctx context.Context, cfg *config.Config, p *config.Policy, setID string, w *backupset.Writer, dests []backupset.Dest, recipients []age.Recipient, log *slog.Logger) ([]*storage.SnapshotResult, error) {
 	nameKey, err := keys.DedupKey(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	var out []*files.SnapshotResult
+	var out []*storage.SnapshotResult
 	for _, src := range p.Storage {
-		r, err := files.Snapshot(ctx, src.Spec(), w, dests, files.SnapshotOptions{
+		r, err := storage.Snapshot(ctx, src.Spec(), w, dests, storage.SnapshotOptions{
 			Policy:     p.Name,
 			SetID:      setID,
 			Recipients: recipients,

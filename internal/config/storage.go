@@ -7,7 +7,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/backupd/backupd/internal/files"
+	"github.com/backupd/backupd/internal/storage"
 )
 
 // StorageSource is one entry of a policy's `storage:` list: a local directory (`path:`) or a
@@ -27,11 +27,11 @@ type StorageS3 struct {
 	CAFile                           string
 }
 
-// Spec is what package files needs to snapshot this source.
-func (s *StorageSource) Spec() files.SourceSpec {
-	spec := files.SourceSpec{Name: s.Name, Path: s.Path, Exclude: s.Exclude}
+// Spec is what package storage needs to snapshot this source.
+func (s *StorageSource) Spec() storage.SourceSpec {
+	spec := storage.SourceSpec{Name: s.Name, Path: s.Path, Exclude: s.Exclude}
 	if s.S3 != nil {
-		spec.S3 = &files.S3Source{
+		spec.S3 = &storage.S3Source{
 			Endpoint: s.S3.Endpoint, Region: s.S3.Region, Bucket: s.S3.Bucket, Prefix: s.S3.Prefix,
 			AccessKey: s.S3.AccessKey, SecretKey: s.S3.SecretKey, BucketLookup: s.S3.BucketLookup, CAFile: s.S3.CAFile,
 		}

@@ -205,7 +205,7 @@ func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entrie
 func protect(ctx context.Context, policy string, d backupset.Dest, ds []retention.Decision, now time.Time,
 	opts PruneOptions, tp *TargetPrune, log *slog.Logger) error {
 	for id, reason := range opts.Protected {
-		retention.Protect(ds, reason, id)
+		retention.Keep(ds, reason, id)
 	}
 	active, expired, err := backupset.Protections(ctx, d.Target, policy, now)
 	if err != nil {
@@ -213,7 +213,7 @@ func protect(ctx context.Context, policy string, d backupset.Dest, ds []retentio
 	}
 	for id, ps := range active {
 		for _, pr := range ps {
-			retention.Protect(ds, pr.Reason(), id)
+			retention.Keep(ds, pr.Reason(), id)
 		}
 	}
 	if !opts.DryRun {
@@ -230,9 +230,9 @@ func protect(ctx context.Context, policy string, d backupset.Dest, ds []retentio
 		until, err := targets.RetainedUntil(ctx, d.Target, backupset.ManifestKey(policy, id))
 		switch {
 		case err != nil:
-			retention.Protect(ds, "object lock state unknown ("+err.Error()+"): kept", id)
+			retention.Keep(ds, "object lock state unknown ("+err.Error()+"): kept", id)
 		case until.After(now):
-			retention.Protect(ds, "under object lock until "+until.UTC().Format(time.RFC3339), id)
+			retention.Keep(ds, "under object lock until "+until.UTC().Format(time.RFC3339), id)
 		}
 	}
 	return nil

@@ -1,7 +1,7 @@
 // Package drill runs restoration drills: it restores a committed set into a scratch database
 // server, proves every table equal to the backup (row count and the dump's checksum, through
 // package restore), runs the policy's SQL checks, restores the storage snapshots into a
-// temporary directory with every file hash verified (package files), measures the recovery
+// temporary directory with every file hash verified (package storage), measures the recovery
 // time (RTO) and the age of the data (RPO), and reports — as text, HTML and JSON, stored on the
 // policy's targets under <policy>/drills/ so the history survives the host, and mailed to the
 // drill's notify list.

@@ -21,9 +21,9 @@ import (
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/dump"
-	"github.com/backupd/backupd/internal/files"
 	"github.com/backupd/backupd/internal/notify"
 	"github.com/backupd/backupd/internal/restore"
+	"github.com/backupd/backupd/internal/storage"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -68,7 +68,7 @@ func (e *DeliveryError) Unwrap() []error { return e.Errs }
 // (*DeliveryError; the report is complete). Everything the drill created is removed before
 // Run returns.
 func Run(ctx context.Context, opts Options) (*Report, error) {
-	r, err := newRun(opts)
+	r, err := newDrillRun(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -95,15 +95,15 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	return r.rep, r.finish(ctx, hist)
 }
 
-// run is one drill in progress.
-type run struct {
+// drillRun is one drill in progress: its options, the scratch server and the report being built.
+type drillRun struct {
 	opts    Options
 	cfg     *config.Config
 	policy  *config.Policy
 	drill   config.Drill
 	dests   []backupset.Dest
 	log     *slog.Logger // with the policy, target and set
-	base    *slog.Logger // with the target only: restore and files add the policy and set
+	base    *slog.Logger // with the target only: restore and storage add the policy and set
 	now     func() time.Time
 	threads int
 	rep     *Report
@@ -117,11 +117,11 @@ type run struct {
 	what map[string]string
 }
 
-func newRun(opts Options) (*run, error) {
+func newDrillRun(opts Options) (*drillRun, error) {
 	if opts.Config == nil || opts.Policy == nil {
 		return nil, errors.New("drill: no configuration or policy")
 	}
-	r := &run{opts: opts, cfg: opts.Config, policy: opts.Policy, log: opts.Logger, now: opts.Now, threads: opts.Threads}
+	r := &drillRun{opts: opts, cfg: opts.Config, policy: opts.Policy, log: opts.Logger, now: opts.Now, threads: opts.Threads}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -168,7 +168,7 @@ func newRun(opts Options) (*run, error) {
 	return r, nil
 }
 
-func (r *run) dest(name string) (backupset.Dest, bool) {
+func (r *drillRun) dest(name string) (backupset.Dest, bool) {
 	for _, d := range r.dests {
 		if d.Name == name {
 			return d, true
@@ -177,13 +177,13 @@ func (r *run) dest(name string) (backupset.Dest, bool) {
 	return backupset.Dest{}, false
 }
 
-func (r *run) fail(format string, args ...any) {
+func (r *drillRun) fail(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	r.rep.Reasons = append(r.rep.Reasons, msg)
 	r.log.Error("drill problem", "problem", msg)
 }
 
-func (r *run) warn(format string, args ...any) {
+func (r *drillRun) warn(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	r.rep.Warnings = append(r.rep.Warnings, msg)
 	r.log.Warn(msg)
@@ -192,7 +192,7 @@ func (r *run) warn(format string, args ...any) {
 // run does the drill proper: find the set, check its objects, start the scratch, restore and
 // verify, run the checks. Problems become the report's reasons. Everything it creates is
 // removed before it returns.
-func (r *run) run(ctx context.Context, src backupset.Dest) {
+func (r *drillRun) run(ctx context.Context, src backupset.Dest) {
 	m, err := r.findSet(ctx, src)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -274,7 +274,7 @@ func (r *run) run(ctx context.Context, src backupset.Dest) {
 }
 
 // findSet reads the set to drill from the one target the drill tests.
-func (r *run) findSet(ctx context.Context, src backupset.Dest) (*backupset.Manifest, error) {
+func (r *drillRun) findSet(ctx context.Context, src backupset.Dest) (*backupset.Manifest, error) {
 	if r.opts.SetID != "" {
 		m, err := backupset.ReadManifest(ctx, src.Target, r.policy.Name, r.opts.SetID)
 		if errors.Is(err, targets.ErrNotFound) {
@@ -305,7 +305,7 @@ func (r *run) findSet(ctx context.Context, src backupset.Dest) (*backupset.Manif
 }
 
 // describeSet fills the report's set section and the table list, every table not restored yet.
-func (r *run) describeSet(m *backupset.Manifest) error {
+func (r *drillRun) describeSet(m *backupset.Manifest) error {
 	dr, err := backup.DumpOf(m)
 	if err != nil {
 		return err
@@ -342,7 +342,7 @@ func (r *run) describeSet(m *backupset.Manifest) error {
 			}
 		}
 	}
-	desc, err := files.ParseDescription(m.Files)
+	desc, err := storage.ParseDescription(m.Files)
 	if err != nil {
 		return err
 	}
@@ -374,7 +374,7 @@ func describeObject(db string, o dump.Object) string {
 }
 
 // objectName names an object for a message: its name and what it holds.
-func (r *run) objectName(name string) string {
+func (r *drillRun) objectName(name string) string {
 	if w := r.what[name]; w != "" {
 		return fmt.Sprintf("object %s (%s)", name, w)
 	}
@@ -384,7 +384,7 @@ func (r *run) objectName(name string) string {
 // preflight lists the set on the target and compares every object's presence and size with the
 // manifest: a set with a missing or truncated object cannot restore, and saying which object
 // is more useful than a failed load. Content (SHA-256, decryption) is checked as it is read.
-func (r *run) preflight(ctx context.Context, src backupset.Dest, m *backupset.Manifest) []string {
+func (r *drillRun) preflight(ctx context.Context, src backupset.Dest, m *backupset.Manifest) []string {
 	sizes := map[string]int64{}
 	err := src.Target.List(ctx, backupset.Prefix(m.Policy, m.SetID), func(oi targets.ObjectInfo) error {
 		sizes[oi.Key] = oi.Size
@@ -411,7 +411,7 @@ func (r *run) preflight(ctx context.Context, src backupset.Dest, m *backupset.Ma
 }
 
 // notRestored gives every table still waiting a detail.
-func (r *run) notRestored(detail string) {
+func (r *drillRun) notRestored(detail string) {
 	for i := range r.rep.Databases {
 		for j := range r.rep.Databases[i].Tables {
 			if t := &r.rep.Databases[i].Tables[j]; t.Status == TableNotRestored && t.Detail == "" {
@@ -421,7 +421,7 @@ func (r *run) notRestored(detail string) {
 	}
 }
 
-func (r *run) scratchParent() string {
+func (r *drillRun) scratchParent() string {
 	if e := r.drill.Scratch.Embedded; e != nil && e.Dir != "" {
 		return e.Dir
 	}
@@ -430,7 +430,7 @@ func (r *run) scratchParent() string {
 
 // startScratch prepares the scratch server and the database names on it; the returned function
 // removes everything the drill created there.
-func (r *run) startScratch(ctx context.Context, m *backupset.Manifest) (func(), error) {
+func (r *drillRun) startScratch(ctx context.Context, m *backupset.Manifest) (func(), error) {
 	var sources []string
 	for _, db := range r.dump.Databases {
 		sources = append(sources, db.Name)
@@ -474,7 +474,7 @@ func (r *run) startScratch(ctx context.Context, m *backupset.Manifest) (func(), 
 // restoreDatabases restores the set's databases into the scratch with package restore, which
 // compares every table's row count and checksum with the manifest as it finishes loading it.
 // It reports whether every database restored and verified.
-func (r *run) restoreDatabases(ctx context.Context, src backupset.Dest, m *backupset.Manifest) bool {
+func (r *drillRun) restoreDatabases(ctx context.Context, src backupset.Dest, m *backupset.Manifest) bool {
 	host, _ := os.Hostname()
 	base := restore.Options{
 		Policy:     r.policy.Name,
@@ -520,7 +520,7 @@ func (r *run) restoreDatabases(ctx context.Context, src backupset.Dest, m *backu
 }
 
 // record turns one restore's outcome into the table results of its databases.
-func (r *run) record(ctx context.Context, group []string, res *restore.Result, err error) bool {
+func (r *drillRun) record(ctx context.Context, group []string, res *restore.Result, err error) bool {
 	dbs := r.databases(group)
 	switch {
 	case err == nil:
@@ -572,7 +572,7 @@ func (r *run) record(ctx context.Context, group []string, res *restore.Result, e
 	}
 }
 
-func (r *run) databases(names []string) []*DatabaseResult {
+func (r *drillRun) databases(names []string) []*DatabaseResult {
 	var out []*DatabaseResult
 	for i := range r.rep.Databases {
 		if slices.Contains(names, r.rep.Databases[i].Source) {
@@ -584,7 +584,7 @@ func (r *run) databases(names []string) []*DatabaseResult {
 
 // compareTables recomputes every table's row count and checksum on the scratch with the dump's
 // own function, threads at a time.
-func (r *run) compareTables(ctx context.Context, dbs []*DatabaseResult) {
+func (r *drillRun) compareTables(ctx context.Context, dbs []*DatabaseResult) {
 	db, err := sql.Open("mysql", r.dsn)
 	if err != nil {
 		r.fail("cannot compare the restored tables: %v", err)
@@ -656,13 +656,13 @@ func mismatchDetail(t TableResult) string {
 
 // restoreStorage restores every storage source of the set into the workspace, where package
 // files verifies each file's SHA-256 as it is written, and removes it again.
-func (r *run) restoreStorage(ctx context.Context, src backupset.Dest, m *backupset.Manifest) bool {
+func (r *drillRun) restoreStorage(ctx context.Context, src backupset.Dest, m *backupset.Manifest) bool {
 	ok := true
 	for i := range r.rep.Storage {
 		s := &r.rep.Storage[i]
 		start := r.now()
 		dir := filepath.Join(r.workspace, "storage", fmt.Sprintf("%d", i))
-		res, err := files.Restore(ctx, []backupset.Dest{src}, files.ToDir(dir), files.RestoreOptions{
+		res, err := storage.Restore(ctx, []backupset.Dest{src}, storage.ToDir(dir), storage.RestoreOptions{
 			Policy: r.policy.Name, SetID: m.SetID, Source: s.Source, Identities: r.opts.Identities,
 			SpoolDir: filepath.Join(r.workspace, "spool"), Logger: r.base,
 		})
@@ -689,7 +689,7 @@ func (r *run) restoreStorage(ctx context.Context, src backupset.Dest, m *backups
 }
 
 // runChecks runs the configured checks against the restored databases.
-func (r *run) runChecks(ctx context.Context, restored bool) {
+func (r *drillRun) runChecks(ctx context.Context, restored bool) {
 	if !restored || r.dump == nil {
 		why := "not run: the databases did not restore completely"
 		if r.dump == nil {
@@ -739,7 +739,7 @@ func (r *run) runChecks(ctx context.Context, restored bool) {
 }
 
 // finish settles the verdict and the trend, stores the report on every target and mails it.
-func (r *run) finish(ctx context.Context, hist []Summary) error {
+func (r *drillRun) finish(ctx context.Context, hist []Summary) error {
 	rep := r.rep
 	rep.FinishedAt = r.now().UTC()
 	rep.Result = Pass
@@ -783,7 +783,7 @@ func (r *run) finish(ctx context.Context, hist []Summary) error {
 	return nil
 }
 
-func (r *run) mail(ctx context.Context, html string) error {
+func (r *drillRun) mail(ctx context.Context, html string) error {
 	s := r.cfg.SMTP
 	if s == nil {
 		return errors.New("drill.notify is set but there is no smtp: section")

@@ -14,8 +14,8 @@ import (
 	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
-	"github.com/backupd/backupd/internal/files"
 	"github.com/backupd/backupd/internal/seal"
+	"github.com/backupd/backupd/internal/storage"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -72,12 +72,12 @@ func TestDrillStorage(t *testing.T) {
 	}
 	nameKey := make([]byte, 32)
 	rand.Read(nameKey)
-	snap, err := files.Snapshot(ctx, files.SourceSpec{Name: "uploads", Path: tree}, w, dests, files.SnapshotOptions{
+	snap, err := storage.Snapshot(ctx, storage.SourceSpec{Name: "uploads", Path: tree}, w, dests, storage.SnapshotOptions{
 		Policy: p.Name, SetID: id, Recipients: rcpt, NameKey: nameKey, SpoolDir: base})
 	if err != nil {
 		t.Fatal(err)
 	}
-	desc, err := files.Describe(snap)
+	desc, err := storage.Describe(snap)
 	if err != nil {
 		t.Fatal(err)
 	}

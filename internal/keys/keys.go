@@ -66,7 +66,7 @@ func Identities(cfg *config.Config, override string) ([]age.Identity, error) {
 	return seal.LoadIdentities(path)
 }
 
-// DedupKey returns the secret that names storage blobs (package files' NameKey):
+// DedupKey returns the secret that names storage blobs (package storage's NameKey):
 // encryption.dedup_key_file, or <state_dir>/dedup.key, generated with 32 random bytes on first
 // use. It is not an encryption key: losing it costs deduplication against earlier sets, never
 // data, because a set's index says where every byte is.

@@ -1,6 +1,9 @@
 // Package restore brings the databases of a set back into a MySQL/MariaDB server, fast and
 // verified, and Verify proves every object of a set intact without a database.
 //
+// It restores databases only: a set's storage sources (directory trees and buckets) are restored
+// by package storage (storage.Restore), which reads its own index and packs.
+//
 // A restore is prepared first (Prepare): the set is found on the targets, the selection
 // resolved (databases, --as, tables), and the destination checked — reachable, a large enough
 // max_allowed_packet, nothing in the way unless DropExisting — and the identity proven by

@@ -244,10 +244,11 @@ func Prunable(ds []Decision) []string {
 	return ids
 }
 
-// Protect keeps the sets named by ids with the given reason, e.g. "in use by a running drill".
-// Retention must never delete a set that a restore or drill is reading; the caller knows which
-// those are. IDs not among the decisions are ignored.
-func Protect(ds []Decision, reason string, ids ...string) {
+// Keep keeps the sets named by ids with the given reason, e.g. "in use by a running drill" or
+// "under object lock": retention must never delete a set that a restore or drill is reading or
+// that the target would refuse to delete; the caller knows which those are. IDs not among the
+// decisions are ignored.
+func Keep(ds []Decision, reason string, ids ...string) {
 	for i := range ds {
 		if slices.Contains(ids, ds[i].ID) && ds[i].Committed {
 			if !ds[i].Keep {

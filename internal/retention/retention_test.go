@@ -508,7 +508,7 @@ func TestSelectDoesNotModifyInput(t *testing.T) {
 	}
 }
 
-func TestPrunableAndProtect(t *testing.T) {
+func TestPrunableAndKeep(t *testing.T) {
 	now := date("2026-11-27T03:30:00Z")
 	t0 := date("2026-11-27T03:00:00Z")
 	sets := []Set{
@@ -522,7 +522,7 @@ func TestPrunableAndProtect(t *testing.T) {
 	if got, want := Prunable(ds), []string{"a", "c"}; !slices.Equal(got, want) {
 		t.Errorf("Prunable: got %q, want %q", got, want)
 	}
-	Protect(ds, "in use by a running drill", "c", "b", "unknown")
+	Keep(ds, "in use by a running drill", "c", "b", "unknown")
 	if got, want := Prunable(ds), []string{"a"}; !slices.Equal(got, want) {
 		t.Errorf("Prunable after Protect: got %q, want %q", got, want)
 	}

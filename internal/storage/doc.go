@@ -1,4 +1,4 @@
-// Package files snapshots an application's storage — a local directory tree or a bucket on its
+// Package storage snapshots an application's storage — a local directory tree or a bucket on its
 // own S3 provider — into backup sets, deduplicated across sets, and restores it.
 //
 // File contents are cut into content-defined chunks (github.com/restic/chunker; a file below
@@ -21,4 +21,4 @@
 // manifest's "files" section, which lists the packs a set keeps alive), Restore (one source of
 // a set to a directory or a bucket, verified, falling back between targets pack by pack), GC
 // (mark and sweep of unreferenced packs, safe while a snapshot runs; see GC) and Usage.
-package files
+package storage
