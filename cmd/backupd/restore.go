@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,8 +43,9 @@ var (
 const restoreUsage = `--to DSN [--config FILE] [--policy NAME] [--set ID | --before TIME]
        [--database SRC [--as DEST]] [--tables db.t1,db.t2] [--from TARGET] [--threads N]
        [--identity FILE] [--drop-existing] [--users] [--dry-run] [--yes] [--no-verify]
-   or: backupd restore --storage NAME (--to-dir DIR | --to-target NAME) [--path SUBPATH]
+   or: backupd restore storage NAME (--to-dir DIR | --to-target NAME) [--path SUBPATH]
        [--overwrite] [--config FILE] [--policy NAME] [--set ID | --before TIME] [--yes] [--dry-run]
+       (also spelled: backupd restore --storage NAME ...; see backupd restore storage --help)
 
 Restores the newest committed set (or --set, or the newest finished before --before) into the
 server --to names. Nothing in the destination is changed unless the plan is confirmed: on a
@@ -54,75 +56,64 @@ database holds a table ` + restore.MarkerTable + ` saying the restore is incompl
 See docs/restore.md for the runbook.`
 
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "storage" {
+		return runRestoreStorage(ctx, args[1:], stdout, stderr)
+	}
 	fs := newFlagSet("restore", restoreUsage, stdout)
 	pf := addPolicyFlags(fs)
 	to := fs.String("to", "", "destination server DSN, without a database: user:password@tcp(host:3306)/ (required; the password is never printed)")
-	setID := fs.String("set", "", "set ID to restore (default: the newest committed set)")
-	before := fs.String("before", "", "restore the newest set finished before TIME: 2026-11-27T03:00:00Z, '2026-11-27 03:00' (local time), 2026-11-27, or a duration ago such as 2h")
+	sf := addSetFlags(fs)
 	database := fs.String("database", "", "restore only this database of the set")
 	as := fs.String("as", "", "restore the database under this name (needs --database when the set has several)")
 	tables := fs.String("tables", "", "restore only these tables, views or sequences (comma-separated db.table), leaving the rest of the destination database alone")
-	from := fs.String("from", "", "read from this target first (default: the policy's order)")
 	threads := fs.Int("threads", runtime.NumCPU(), "loader connections (and downloads ahead)")
-	identity := fs.String("identity", "", "age identity file (default: encryption.identity_file)")
 	dropExisting := fs.Bool("drop-existing", false, "drop the tables, views, routines, triggers and events the restore would create again, instead of refusing")
 	users := fs.Bool("users", false, "also restore the set's users, roles and grants (when it has them)")
-	dryRun := fs.Bool("dry-run", false, "check everything, print the plan and exit without changing anything")
-	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	noVerify := fs.Bool("no-verify", false, "skip comparing row counts and checksums with the backup")
 	deferIndexes := fs.Bool("defer-indexes", true, "build secondary indexes after loading a table's rows (faster for large tables)")
 	loadData := fs.Bool("load-data", true, "send rows with LOAD DATA LOCAL INFILE where the server allows it (faster); false executes the backup's INSERT statements as written")
-	verbose := fs.Bool("verbose", false, "log debug detail")
-	storage := fs.String("storage", "", "restore this storage source of the set instead of databases (with --to-dir or --to-target)")
-	toDir := fs.String("to-dir", "", "with --storage: the directory to restore into (must be empty unless --overwrite)")
-	toTarget := fs.String("to-target", "", "with --storage: a target of the config (e.g. a bucket) to restore the files into")
-	subpath := fs.String("path", "", "with --storage: restore only this file or directory of the tree")
-	overwrite := fs.Bool("overwrite", false, "with --storage: restore into a non-empty destination, replacing what is in the way")
+	// Today's spelling of `backupd restore storage NAME`, kept working; --help lists it apart.
+	storageName := fs.String("storage", "", "restore this storage source of the set instead of databases (with --to-dir or --to-target); the same as backupd restore storage NAME")
+	var sr storageRestore
+	addStorageDestFlags(fs, &sr)
+	groupedUsage(fs, "restore", restoreUsage, stdout, flagGroup{
+		title: "Storage restore options (also: backupd restore storage NAME --help):",
+		names: append([]string{"storage"}, storageDestFlagNames...),
+	})
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *storage == "" && (*toDir != "" || *toTarget != "" || *subpath != "" || *overwrite) {
+	if *storageName == "" && (sr.toDir != "" || sr.toTarget != "" || sr.subpath != "" || sr.overwrite) {
 		return usageErrorf("--to-dir, --to-target, --path and --overwrite go with --storage NAME")
 	}
-	if *storage != "" {
-		return runStorageRestore(ctx, stdout, stderr, storageRestoreFlags{
-			pf: pf, setID: *setID, before: *before, to: *to,
-			r: storageRestore{source: *storage, toDir: *toDir, toTarget: *toTarget, subpath: *subpath,
-				overwrite: *overwrite, dryRun: *dryRun, yes: *yes, from: *from, identity: *identity, threads: *threads},
-			verbose: *verbose,
-		})
+	if *storageName != "" {
+		sr.source, sr.threads = *storageName, *threads
+		return runStorageRestore(ctx, stdout, stderr, storageRestoreFlags{pf: pf, sf: sf, to: *to, r: sr})
 	}
 	if *to == "" {
-		return usageErrorf("--to is required: the server to restore into, e.g. --to 'root@tcp(127.0.0.1:3306)/' (or --storage NAME --to-dir DIR for files)")
-	}
-	if *setID != "" && *before != "" {
-		return usageErrorf("--set and --before both choose the set: give one of them")
+		return usageErrorf("--to is required: the server to restore into, e.g. --to 'root@tcp(127.0.0.1:3306)/' (or restore storage NAME --to-dir DIR for files)")
 	}
 	if *threads < 1 {
 		return usageErrorf("--threads must be at least 1")
 	}
-	var beforeTime time.Time
-	if *before != "" {
-		t, err := parseBefore(*before, restoreNow())
-		if err != nil {
-			return usageErrorf("--before: %v", err)
-		}
-		beforeTime = t
+	query, err := sf.query()
+	if err != nil {
+		return err
 	}
 	interactive := restoreStdinIsTerminal()
-	if !*dryRun && !*yes && !interactive {
-		return &operatorError{errRestoreNeedsConfirmation}
+	if err := sf.confirmable(interactive); err != nil {
+		return err
 	}
 	cfg, p, err := pf.load()
 	if err != nil {
 		return err
 	}
-	ids, err := keys.Identities(cfg, *identity)
+	ids, err := keys.Identities(cfg, *sf.identity)
 	if err != nil {
 		return &operatorError{fmt.Errorf("cannot load the private key to decrypt the set: %w", err)}
 	}
-	log := newLogger(stderr, *verbose)
-	dests, warns, err := openRestoreTargets(cfg, p, *from, log)
+	log := newLogger(stderr, *sf.verbose)
+	dests, warns, err := openRestoreTargets(cfg, p, *sf.from, log)
 	if err != nil {
 		return err
 	}
@@ -140,7 +131,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	opts := restore.Options{
 		Policy:     p.Name,
 		Targets:    dests,
-		Set:        backupset.Query{ID: *setID, Before: beforeTime},
+		Set:        query,
 		Identities: ids,
 		To:         *to,
 		Selection: restore.Selection{
@@ -169,11 +160,11 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	defer plan.Close()
 	plan.Describe(stdout, restoreNow())
-	if *dryRun {
+	if *sf.dryRun {
 		fmt.Fprintln(stdout, "dry run: nothing was changed")
 		return nil
 	}
-	if !*yes {
+	if !*sf.yes {
 		if err := confirmRestore(stdout, plan); err != nil {
 			return err
 		}
@@ -252,6 +243,50 @@ func confirmRestore(w io.Writer, plan *restore.Plan) error {
 	}
 	if strings.TrimSpace(strings.ToLower(line)) != "yes" {
 		return &operatorError{errors.New("not confirmed: nothing was changed")}
+	}
+	return nil
+}
+
+// setFlags are the options every restore has, databases or storage: which set, from where,
+// with which key, and whether to ask first.
+type setFlags struct {
+	setID, before, from, identity *string
+	dryRun, yes, verbose          *bool
+}
+
+func addSetFlags(fs *flag.FlagSet) setFlags {
+	return setFlags{
+		setID:    fs.String("set", "", "set ID to restore (default: the newest committed set)"),
+		before:   fs.String("before", "", "restore the newest set finished before TIME: 2026-11-27T03:00:00Z, '2026-11-27 03:00' (local time), 2026-11-27, or a duration ago such as 2h"),
+		from:     fs.String("from", "", "read from this target first (default: the policy's order)"),
+		identity: fs.String("identity", "", "age identity file (default: encryption.identity_file)"),
+		dryRun:   fs.Bool("dry-run", false, "check everything, print the plan and exit without changing anything"),
+		yes:      fs.Bool("yes", false, "do not ask for confirmation"),
+		verbose:  fs.Bool("verbose", false, "log debug detail"),
+	}
+}
+
+// query is the set that --set or --before chooses.
+func (f setFlags) query() (backupset.Query, error) {
+	if *f.setID != "" && *f.before != "" {
+		return backupset.Query{}, usageErrorf("--set and --before both choose the set: give one of them")
+	}
+	q := backupset.Query{ID: *f.setID}
+	if *f.before != "" {
+		t, err := parseBefore(*f.before, restoreNow())
+		if err != nil {
+			return backupset.Query{}, usageErrorf("--before: %v", err)
+		}
+		q.Before = t
+	}
+	return q, nil
+}
+
+// confirmable refuses, before anything is read, a restore that could be neither shown nor
+// confirmed: without a terminal to ask on, --yes or --dry-run must say what to do.
+func (f setFlags) confirmable(interactive bool) error {
+	if !*f.dryRun && !*f.yes && !interactive {
+		return &operatorError{errRestoreNeedsConfirmation}
 	}
 	return nil
 }

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/backupd/backupd/internal/backupset"
@@ -18,8 +20,9 @@ import (
 	"github.com/backupd/backupd/internal/targets"
 )
 
-// storageRestore is `backupd restore --storage NAME`: one storage source of a set back into a
-// directory (--to-dir) or a bucket (--to-target), every file verified against its hash.
+// storageRestore is `backupd restore storage NAME` (also spelled `backupd restore --storage
+// NAME`): one storage source of a set back into a directory (--to-dir) or a bucket
+// (--to-target), every file verified against its hash.
 type storageRestore struct {
 	cfg       *config.Config
 	policy    *config.Policy
@@ -171,36 +174,73 @@ func readLine(r io.Reader) (string, error) {
 	}
 }
 
+const restoreStorageUsage = `NAME (--to-dir DIR | --to-target TARGET) [--path SUBPATH] [--overwrite]
+       [--config FILE] [--policy NAME] [--set ID | --before TIME] [--from TARGET] [--threads N]
+       [--identity FILE] [--dry-run] [--yes]
+
+Restores the storage source NAME of the newest committed set (or --set, or the newest finished
+before --before) into an empty directory or into a target of the config (a bucket), and checks
+every file against its SHA-256. On a terminal the plan is shown and you are asked; otherwise
+--yes is required. The same restore is also spelled: backupd restore --storage NAME ...`
+
+// runRestoreStorage is `backupd restore storage NAME`: the storage restore with only its own
+// options, instead of among the database restore's.
+func runRestoreStorage(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("restore storage", restoreStorageUsage, stdout)
+	pf := addPolicyFlags(fs)
+	sf := addSetFlags(fs)
+	var r storageRestore
+	addStorageDestFlags(fs, &r)
+	fs.IntVar(&r.threads, "threads", runtime.NumCPU(), "packs downloaded at once")
+	names, err := parseFlagsAndArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(names) != 1 {
+		return usageErrorf("restore storage needs the name of one storage source of the policy, e.g. backupd restore storage uploads --to-dir DIR; got %d", len(names))
+	}
+	r.source = names[0]
+	return runStorageRestore(ctx, stdout, stderr, storageRestoreFlags{pf: pf, sf: sf, r: r})
+}
+
+// storageDestFlagNames are the options only a storage restore has, for the database restore's
+// --help, which lists them apart.
+var storageDestFlagNames = []string{"to-dir", "to-target", "path", "overwrite"}
+
+// addStorageDestFlags adds the options only a storage restore has: where the files go, and which.
+func addStorageDestFlags(fs *flag.FlagSet, r *storageRestore) {
+	fs.StringVar(&r.toDir, "to-dir", "", "the directory to restore into (must be empty unless --overwrite)")
+	fs.StringVar(&r.toTarget, "to-target", "", "a target of the config (e.g. a bucket) to restore the files into")
+	fs.StringVar(&r.subpath, "path", "", "restore only this file or directory of the tree")
+	fs.BoolVar(&r.overwrite, "overwrite", false, "restore into a non-empty destination, replacing what is in the way")
+}
+
+// storageRestoreFlags is what both spellings of a storage restore parsed.
 type storageRestoreFlags struct {
-	pf                policyFlags
-	setID, before, to string
-	r                 storageRestore
-	verbose           bool
+	pf policyFlags
+	sf setFlags
+	to string // --to of `backupd restore --storage`, which a storage restore refuses
+	r  storageRestore
 }
 
 func runStorageRestore(ctx context.Context, stdout, stderr io.Writer, f storageRestoreFlags) error {
 	if f.to != "" {
 		return usageErrorf("--to names a database server; a storage restore goes --to-dir or --to-target")
 	}
-	if f.setID != "" && f.before != "" {
-		return usageErrorf("--set and --before both choose the set: give one of them")
-	}
 	r := f.r
-	r.set.ID = f.setID
-	if f.before != "" {
-		t, err := parseBefore(f.before, restoreNow())
-		if err != nil {
-			return usageErrorf("--before: %v", err)
-		}
-		r.set.Before = t
+	q, err := f.sf.query()
+	if err != nil {
+		return err
 	}
-	if !r.dryRun && !r.yes && !restoreStdinIsTerminal() {
-		return &operatorError{errRestoreNeedsConfirmation}
+	r.set = q
+	r.from, r.identity, r.dryRun, r.yes = *f.sf.from, *f.sf.identity, *f.sf.dryRun, *f.sf.yes
+	if err := f.sf.confirmable(restoreStdinIsTerminal()); err != nil {
+		return err
 	}
 	cfg, p, err := f.pf.load()
 	if err != nil {
 		return err
 	}
-	r.cfg, r.policy, r.log = cfg, p, newLogger(stderr, f.verbose)
+	r.cfg, r.policy, r.log = cfg, p, newLogger(stderr, *f.sf.verbose)
 	return r.run(ctx, stdout)
 }
