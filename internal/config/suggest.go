@@ -1,8 +1,6 @@
 package config
 
-import (
-	"strings"
-)
+import "strings"
 
 // suggest returns the candidate closest to s by edit distance (transpositions count once), or ""
 // when none is close enough to be a likely typo.

@@ -1,8 +1,6 @@
 package storage
 
-import (
-	"strings"
-)
+import "strings"
 
 // bech32Encode implements BIP 173 encoding (without its 90-character limit, as age does), which
 // age uses for its key strings; age has no public constructor from raw key bytes.
