@@ -26,7 +26,7 @@ import (
 )
 
 func init() {
-	register(&command{name: "restore", summary: "restore a set's databases (or some tables) into a MySQL/MariaDB server, or its storage into a directory or bucket, verified", run: runRestore})
+	register(&command{name: "restore", summary: "restore a set's databases (or some tables) into a MySQL/MariaDB server, or ('restore storage') its storage into a directory or bucket, verified", run: runRestore})
 }
 
 // The confirmation prompt reads stdin; tests replace these.
