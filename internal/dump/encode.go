@@ -48,6 +48,12 @@ var asciiSafeCharsets = map[string]bool{
 	"eucjpms": true, "gb2312": true,
 }
 
+// QuotedTextCharset reports whether the dump writes the values of a character column in charset
+// cs as quoted strings escaped byte by byte (FORMAT.md "Values"); a column in any other charset
+// is written as a hex literal. This is the one table of that fact: restore's LOAD DATA path
+// converts exactly these literals and must agree with it.
+func QuotedTextCharset(cs string) bool { return asciiSafeCharsets[cs] }
+
 // classify sets the column's kind and select expression; it fails for a type it does not know,
 // because guessing would risk a backup that does not restore.
 func (c *column) classify() error {
@@ -74,7 +80,7 @@ func (c *column) classify() error {
 	case "char", "varchar", "tinytext", "text", "mediumtext", "longtext":
 		if c.Charset == "binary" {
 			c.kind = kindBinary
-		} else if asciiSafeCharsets[c.Charset] {
+		} else if QuotedTextCharset(c.Charset) {
 			c.kind = kindText
 		} else {
 			c.kind = kindTextHex
