@@ -45,7 +45,7 @@ func printBackupSummary(w io.Writer, res *backup.Result) {
 	}
 	fmt.Fprintf(w, "set %s (policy %s): %s in %s\n", res.SetID, res.Policy, status, res.Duration.Round(1e6))
 	if res.Manifest != nil {
-		tables, rows := backup.Counts(res.Manifest)
+		tables, rows := res.Manifest.Counts()
 		m := res.Manifest
 		fmt.Fprintf(w, "  %d tables, %d rows, %s read, %s written (%d objects)\n", tables, rows,
 			humanize.Bytes(m.PlainBytes()), humanize.Bytes(m.Bytes()), len(m.Objects))

@@ -16,7 +16,6 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/dump"
 	"github.com/backupd/backupd/internal/testenv"
@@ -117,7 +116,7 @@ policies:
 	if err := json.Unmarshal(getObject(t, c, vBucket, backupset.ManifestKey(policy, setID[1])), &m); err != nil {
 		t.Fatal(err)
 	}
-	res, err := backup.DumpOf(&m)
+	res, err := m.Dump()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -225,7 +225,7 @@ policies:
 		t.Fatalf("list: %d sets, %v", len(sets), err)
 	}
 	m := sets[0]
-	dr, err := backup.DumpOf(m)
+	dr, err := m.Dump()
 	if err != nil {
 		t.Fatal(err)
 	}

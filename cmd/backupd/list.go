@@ -85,7 +85,7 @@ func listSets(ctx context.Context, policy string, dests []backupset.Dest) ([]*li
 		for _, m := range ms {
 			s := byID[m.SetID]
 			if s == nil {
-				tables, rows := backup.Counts(m)
+				tables, rows := m.Counts()
 				s = &listedSet{ID: m.SetID, StartedAt: m.StartedAt, FinishedAt: m.FinishedAt, Bytes: m.Bytes(),
 					PlainBytes: m.PlainBytes(), Tables: tables, Rows: rows}
 				byID[m.SetID] = s

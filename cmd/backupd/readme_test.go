@@ -70,7 +70,7 @@ policies:
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := backup.DumpOf(found.Manifest)
+	res, err := found.Manifest.Dump()
 	if err != nil {
 		t.Fatal(err)
 	}

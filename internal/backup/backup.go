@@ -223,35 +223,6 @@ func OpenTargets(cfg *config.Config, p *config.Policy, opts targets.Options) ([]
 	return dests, nil
 }
 
-// DumpOf decodes the database part of a manifest; nil when the set has none.
-func DumpOf(m *backupset.Manifest) (*dump.Result, error) {
-	if len(m.MySQL) == 0 {
-		return nil, nil
-	}
-	var r dump.Result
-	if err := json.Unmarshal(m.MySQL, &r); err != nil {
-		return nil, fmt.Errorf("decode the mysql part of set %s: %w", m.SetID, err)
-	}
-	return &r, nil
-}
-
-// Counts returns how many tables (not views or sequences) and rows a set holds; zero when the
-// manifest's database part cannot be read.
-func Counts(m *backupset.Manifest) (tables int, rows int64) {
-	r, err := DumpOf(m)
-	if err != nil || r == nil {
-		return 0, 0
-	}
-	for _, db := range r.Databases {
-		for _, t := range db.Tables {
-			if t.Type == "table" {
-				tables++
-			}
-		}
-	}
-	return tables, r.Rows
-}
-
 // showProgress prints the writer's progress on one terminal line until stop is called.
 func showProgress(out io.Writer, every time.Duration, w *backupset.Writer, start time.Time, now func() time.Time) (stop func()) {
 	if every <= 0 {

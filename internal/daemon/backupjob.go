@@ -87,7 +87,7 @@ func (d *Daemon) backupFailed(ctx context.Context, cfg *config.Config, p *config
 // backupSucceeded clears the failure incidents, reports targets that failed while others
 // succeeded and sets that shrank, and applies retention.
 func (d *Daemon) backupSucceeded(ctx context.Context, cfg *config.Config, p *config.Policy, dests []backupset.Dest, res *backup.Result, log *slog.Logger) {
-	tables, rows := backup.Counts(res.Manifest)
+	tables, rows := res.Manifest.Counts()
 	log.Info("backup committed", "set", res.SetID, "committed_targets", res.Committed, "tables", tables, "rows", rows,
 		"bytes", res.Manifest.Bytes(), "duration", res.Duration.Round(time.Millisecond))
 	d.mu.Lock()

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/dump"
 	"github.com/backupd/backupd/internal/targets"
@@ -169,7 +168,7 @@ func dumpOf(m *backupset.Manifest) *dump.Result {
 	if m == nil {
 		return nil
 	}
-	r, err := backup.DumpOf(m)
+	r, err := m.Dump()
 	if err != nil {
 		return nil
 	}

@@ -139,7 +139,7 @@ func (m *Metrics) backup(res *backup.Result, now time.Time) {
 	if res.Manifest == nil {
 		return
 	}
-	tables, rows := backup.Counts(res.Manifest)
+	tables, rows := res.Manifest.Counts()
 	m.setBytes.WithLabelValues(res.Policy).Set(float64(res.Manifest.Bytes()))
 	m.setPlainBytes.WithLabelValues(res.Policy).Set(float64(res.Manifest.PlainBytes()))
 	m.setRows.WithLabelValues(res.Policy).Set(float64(rows))

@@ -306,7 +306,7 @@ func (r *run) findSet(ctx context.Context, src backupset.Dest) (*backupset.Manif
 
 // describeSet fills the report's set section and the table list, every table not restored yet.
 func (r *run) describeSet(m *backupset.Manifest) error {
-	dr, err := backup.DumpOf(m)
+	dr, err := m.Dump()
 	if err != nil {
 		return err
 	}
@@ -316,7 +316,7 @@ func (r *run) describeSet(m *backupset.Manifest) error {
 	if info.SnapshotAt.IsZero() {
 		info.SnapshotAt, _ = backupset.IDTime(m.SetID) // the set ID holds its start time
 	}
-	info.Tables, info.Rows = backup.Counts(m)
+	info.Tables, info.Rows = m.Counts()
 	r.what = map[string]string{}
 	if dr != nil {
 		if !dr.SnapshotAt.IsZero() {

@@ -2,7 +2,6 @@ package restore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -250,19 +249,14 @@ func checkPacket(maxStatement, maxAllowed int64) error {
 
 func roundUpMiB(n int64) int64 { return (n + 1<<20 - 1) / (1 << 20) * (1 << 20) }
 
-// dumpOf decodes the database part of the manifest.
+// dumpOf decodes the database part of the manifest; a set without one has nothing to restore
+// here.
 func dumpOf(m *backupset.Manifest) (*dump.Result, error) {
-	if len(m.MySQL) == 0 {
-		return nil, withKind(ErrSelection, fmt.Errorf("set %s holds no database dump (a storage-only set?)", m.SetID))
+	r, err := m.Dump()
+	if err == nil && r == nil {
+		err = withKind(ErrSelection, fmt.Errorf("set %s holds no database dump (a storage-only set?)", m.SetID))
 	}
-	var r dump.Result
-	if err := json.Unmarshal(m.MySQL, &r); err != nil {
-		return nil, fmt.Errorf("read the database part of set %s: %w", m.SetID, err)
-	}
-	if r.FormatVersion > dump.FormatVersion {
-		return nil, fmt.Errorf("set %s has dump format %d; this backupd reads up to %d: use a newer backupd", m.SetID, r.FormatVersion, dump.FormatVersion)
-	}
-	return &r, nil
+	return r, err
 }
 
 // count totals the plan and checks that the manifest has every object the dump lists.
