@@ -16,7 +16,6 @@ import (
 	"github.com/backupd/backupd/internal/drill"
 	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/keys"
-	"github.com/backupd/backupd/internal/restore"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -125,9 +124,9 @@ func runDrillHistory(ctx context.Context, args []string, stdout, stderr io.Write
 	hist, err := drill.History(ctx, dests, p.Name, 0)
 	if err != nil {
 		if len(hist) == 0 {
-			return &unreachableError{fmt.Errorf("the drill history cannot be read: %w", restore.OneLine(err))}
+			return &unreachableError{fmt.Errorf("the drill history cannot be read: %w", humanize.OneLine(err))}
 		}
-		fmt.Fprintf(stderr, "backupd drill history: warning: %v\n", restore.OneLine(err))
+		fmt.Fprintf(stderr, "backupd drill history: warning: %v\n", humanize.OneLine(err))
 	}
 	if *asJSON {
 		if hist == nil {

@@ -220,7 +220,7 @@ policies:
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	sets, err := backupset.List(ctx, dests[0].Target, policy)
+	sets, _, err := backupset.List(ctx, dests[0].Target, policy, time.Now())
 	if err != nil || len(sets) != 1 {
 		t.Fatalf("list: %d sets, %v", len(sets), err)
 	}

@@ -227,7 +227,7 @@ func openRestoreTargets(cfg *config.Config, p *config.Policy, from string, log *
 
 // classifyRestoreError maps the restore's error kinds onto main's exit codes.
 func classifyRestoreError(err error) error {
-	err = restore.OneLine(err)
+	err = humanize.OneLine(err)
 	switch {
 	case errors.Is(err, context.Canceled):
 		return err

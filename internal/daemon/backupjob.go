@@ -156,7 +156,7 @@ func (d *Daemon) checkShrink(ctx context.Context, cfg *config.Config, p *config.
 			committed = append(committed, dests[i])
 		}
 	}
-	prev, err := previousManifest(ctx, committed, p.Name, res.SetID)
+	prev, err := previousManifest(ctx, committed, p.Name, res.SetID, d.now())
 	if err != nil {
 		d.metrics.error(p.Name, errKindShrink)
 		log.Warn("cannot read the previous set to compare sizes", "err", err)
@@ -192,7 +192,7 @@ func (d *Daemon) newestFor(ctx context.Context, cfg *config.Config, p *config.Po
 	if err != nil {
 		return newestSet{}, err
 	}
-	n, err := newestCommitted(ctx, dests, p.Name)
+	n, err := newestCommitted(ctx, dests, p.Name, d.now())
 	if err != nil {
 		return n, err
 	}

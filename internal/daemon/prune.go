@@ -111,6 +111,27 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 			tp.Skipped = "the target could not be listed"
 			continue
 		}
+		// Only trusted manifests commit a set (backupset.Committed): an untrusted set is neither
+		// kept as newest nor collected as uncommitted; it is left alone and reported.
+		untrusted, err := backupset.Scan(ctx, d.Target, p.Name, entries, now(), func(*backupset.Manifest) bool { return true })
+		if err != nil {
+			tp.Errs = append(tp.Errs, err)
+			tp.Skipped = "the manifests of its sets could not be read"
+			continue
+		}
+		reasons := map[string]string{}
+		for _, u := range untrusted {
+			reasons[u.ID] = u.Reason
+		}
+		kept := entries[:0]
+		for _, e := range entries {
+			if r, ok := reasons[e.ID]; ok {
+				tp.GCNotes = append(tp.GCNotes, fmt.Sprintf("leave   %s  untrusted: %s", e.ID, r))
+				continue
+			}
+			kept = append(kept, e)
+		}
+		entries = kept
 		listings[i] = entries
 		for _, e := range entries {
 			if e.Committed && e.ID > newest {

@@ -48,6 +48,7 @@ type RestoreOptions struct {
 	SpoolDir  string // temporary files (the index stream; multi-chunk files bound for a bucket)
 	Workers   int    // packs read in parallel; default 4
 	Logger    *slog.Logger
+	Now       func() time.Time // injected clock, for judging the manifest; time.Now when nil
 }
 
 // RestoreResult describes a finished restore.
@@ -167,8 +168,12 @@ func openIndexRoot(ctx context.Context, from []backupset.Dest, opts RestoreOptio
 		man  *backupset.Manifest
 		errs []error
 	)
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
 	for _, d := range from {
-		m, err := backupset.ReadManifest(ctx, d.Target, opts.Policy, opts.SetID)
+		m, err := backupset.ReadManifest(ctx, d.Target, opts.Policy, opts.SetID, now())
 		if err != nil {
 			errs = append(errs, fmt.Errorf("target %s: %w", d.Name, err))
 			continue

@@ -14,6 +14,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/backupd/backupd/internal/dump"
+	"github.com/backupd/backupd/internal/humanize"
 )
 
 // Server is what the restore learned about the destination server.
@@ -426,7 +427,7 @@ type markerRow struct {
 func (d *destination) markFailed(ctx context.Context, database string, status string, reason error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	msg := OneLine(reason).Error()
+	msg := humanize.OneLine(reason).Error()
 	if len(msg) > 4000 {
 		msg = msg[:4000] + "…"
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/backupd/backupd/internal/dump"
+	"github.com/backupd/backupd/internal/humanize"
 )
 
 // Execute carries out the plan: drops (with DropExisting), then for every database the schema
@@ -71,7 +72,7 @@ func (p *Plan) Execute(ctx context.Context) (res *Result, err error) {
 			if len(marked) > 0 {
 				err = fmt.Errorf("%w; %s left marked incomplete (table %s)", err, strings.Join(quoteAll(marked), ", "), MarkerTable)
 			}
-			err = OneLine(err)
+			err = humanize.OneLine(err)
 		}
 	}()
 
