@@ -21,7 +21,7 @@ import (
 	"github.com/backupd/backupd/internal/testenv"
 )
 
-// TestBackupAcceptance is issue 3's acceptance at the command line: Sakila and the edge-case
+// TestBackupAcceptance is the backup's acceptance at the command line: Sakila and the edge-case
 // database are backed up to MinIO and versitygw at once, the buckets hold only age files, and
 // the set restores by the manual path (age, zstd, mariadb only) to identical tables and schema
 // objects.

@@ -31,7 +31,7 @@ import (
 	"github.com/backupd/backupd/internal/testenv"
 )
 
-// TestDrillAcceptance is issue 6's acceptance: a set holding Sakila and make-shop.sh 0.1 on
+// TestDrillAcceptance is the drill's acceptance: a set holding Sakila and make-shop.sh 0.1 on
 // MinIO and versitygw drills to PASS into an embedded scratch server (no scratch configured),
 // the report is mailed (mailpit) with the table results in its HTML part and stored on both
 // targets, and nothing is left behind — also when the drill is stopped with SIGTERM while it

@@ -19,8 +19,8 @@ import (
 
 // StorageGC collects the storage-snapshot blobs of a policy (<policy>/blobs/) that no
 // committed set references any more. Prune calls it on each target after deleting sets.
-// Storage snapshots are being built in internal/files; until they land the daemon has none,
-// and Prune reports that it skipped the step.
+// The CLI and the daemon pass one that runs files.GC; without one, Prune reports that it
+// skipped the step.
 type StorageGC func(ctx context.Context, target string, t backupset.Target, policy string, dryRun bool) (summary string, err error)
 
 // PruneOptions tune one retention run.
@@ -209,7 +209,7 @@ func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entrie
 
 	switch {
 	case opts.StorageGC == nil:
-		tp.Storage = "not collected: storage snapshots are not built into this backupd yet"
+		tp.Storage = "not collected: no storage garbage collector was configured"
 	case tp.Skipped != "" && len(tp.Errs) > 0:
 		tp.Storage = "not collected: " + tp.Skipped
 	default:
