@@ -25,8 +25,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	backup.Version = version
-	opts := backup.Options{Logger: newLogger(stderr, *verbose)}
+	opts := backup.Options{Logger: newLogger(stderr, *verbose), Version: version}
 	if isTerminal(stderr) {
 		opts.Progress = stderr
 	}

@@ -46,7 +46,6 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log := newLogger(stderr, *verbose)
-	backup.Version = version
 	d, err := daemon.New(cfg, daemon.Options{Logger: log, Version: version, Driller: daemonDriller{log: log}, StorageGC: storageGC(log)})
 	if err != nil {
 		return err

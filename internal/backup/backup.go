@@ -27,11 +27,9 @@ import (
 	"github.com/backupd/backupd/internal/targets"
 )
 
-// Version is the tool version recorded in manifests; main sets it.
-var Version = "dev"
-
 // Options are the process-wide parts of a job.
 type Options struct {
+	Version string // the tool version recorded in the manifest; "dev" when empty
 	Logger  *slog.Logger
 	Now     func() time.Time // injected clock; time.Now when nil
 	Metrics *targets.Metrics // nil: no target metrics
@@ -150,8 +148,12 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 		}
 	}
 	host, _ := os.Hostname()
+	version := opts.Version
+	if version == "" {
+		version = "dev"
+	}
 	m := &backupset.Manifest{
-		Tool:       "backupd " + Version,
+		Tool:       "backupd " + version,
 		StartedAt:  start.UTC(),
 		FinishedAt: now().UTC(),
 		Host:       host,

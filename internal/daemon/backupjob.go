@@ -42,7 +42,7 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, p *config.Po
 	result := "failed"
 	defer func() { l.release(result) }()
 
-	res, err := backup.Run(ctx, cfg, p, backup.Options{Logger: d.log, Metrics: d.tmetrics})
+	res, err := backup.Run(ctx, cfg, p, backup.Options{Logger: d.log, Metrics: d.tmetrics, Version: d.opts.Version})
 	d.metrics.backup(res, d.now())
 	if err != nil {
 		if ctx.Err() != nil {

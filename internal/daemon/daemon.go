@@ -119,7 +119,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		reg:      reg,
 		metrics:  m,
 		tmetrics: tm,
-		alerts:   newAlerter(cfg.StateDir, opts.Logger, m),
+		alerts:   newAlerter(cfg.StateDir, opts.Logger, m, opts.Now),
 		leases:   newLeaser(opts.Logger, opts.Now, opts.LeaseTTL),
 		started:  opts.Now(),
 		reloads:  make(chan *config.Config, 1),

@@ -207,7 +207,7 @@ func (r *run) run(ctx context.Context, src backupset.Dest) {
 		r.fail("set %s cannot be read: %v", m.SetID, err)
 		return
 	}
-	release := protectSet(ctx, src, m, r.log)
+	release := protectSet(ctx, src, m, r.now, r.log)
 	defer release()
 
 	if problems := r.preflight(ctx, src, m); len(problems) > 0 {
