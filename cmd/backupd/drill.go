@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/drill"
 	"github.com/backupd/backupd/internal/humanize"
@@ -117,7 +116,7 @@ func runDrillHistory(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	log := newLogger(stderr, false)
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: log, Retry: restoreTargetRetry})
+	dests, err := cfg.OpenTargets(p, targets.Options{Logger: log, Retry: restoreTargetRetry})
 	if err != nil {
 		return err
 	}

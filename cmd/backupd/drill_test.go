@@ -21,7 +21,6 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/drill"
@@ -215,7 +214,7 @@ policies:
 		t.Fatal(err)
 	}
 	p := cfg.Policies[policy]
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{})
+	dests, err := cfg.OpenTargets(p, targets.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

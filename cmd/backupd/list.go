@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/targets"
@@ -48,7 +47,7 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	log := newLogger(stderr, false)
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: log})
+	dests, err := cfg.OpenTargets(p, targets.Options{Logger: log})
 	if err != nil {
 		return err
 	}

@@ -75,7 +75,7 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 	if err != nil {
 		return res, err
 	}
-	dests, err := OpenTargets(cfg, p, targets.Options{Logger: log, Metrics: opts.Metrics})
+	dests, err := cfg.OpenTargets(p, targets.Options{Logger: log, Metrics: opts.Metrics})
 	if err != nil {
 		return res, err
 	}
@@ -206,23 +206,6 @@ func snapshotStorage(ctx context.Context, cfg *config.Config, p *config.Policy, 
 		out = append(out, r)
 	}
 	return out, nil
-}
-
-// OpenTargets opens the targets a policy writes to, in the policy's order.
-func OpenTargets(cfg *config.Config, p *config.Policy, opts targets.Options) ([]backupset.Dest, error) {
-	var dests []backupset.Dest
-	for _, name := range p.Targets {
-		tc, ok := cfg.Targets[name]
-		if !ok {
-			return nil, fmt.Errorf("policy %s names target %q, which is not defined", p.Name, name)
-		}
-		t, err := targets.Open(name, tc.Spec(), opts)
-		if err != nil {
-			return nil, fmt.Errorf("open target %s: %w", name, err)
-		}
-		dests = append(dests, backupset.Dest{Name: name, Target: t})
-	}
-	return dests, nil
 }
 
 // showProgress prints the writer's progress on one terminal line until stop is called.

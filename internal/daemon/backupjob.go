@@ -19,7 +19,7 @@ import (
 // they need to know, apply retention, and check staleness with the new state of the targets.
 func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, p *config.Policy, tick time.Time) error {
 	log := d.log.With("policy", p.Name, "job", KindBackup, "tick", tick.UTC().Format(time.RFC3339))
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: d.log, Metrics: d.tmetrics})
+	dests, err := cfg.OpenTargets(p, targets.Options{Logger: d.log, Metrics: d.tmetrics})
 	if err != nil {
 		d.backupFailed(ctx, cfg, p, nil, err, log)
 		return err
@@ -188,7 +188,7 @@ func (d *Daemon) checkShrink(ctx context.Context, cfg *config.Config, p *config.
 
 // newestFor lists a policy's targets for its newest committed set and remembers it.
 func (d *Daemon) newestFor(ctx context.Context, cfg *config.Config, p *config.Policy) (newestSet, error) {
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: d.log, Metrics: d.tmetrics})
+	dests, err := cfg.OpenTargets(p, targets.Options{Logger: d.log, Metrics: d.tmetrics})
 	if err != nil {
 		return newestSet{}, err
 	}

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/retention"
@@ -94,7 +93,7 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 	if !p.Retention.IsZero() {
 		rep.Retention = rpol.String()
 	}
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: log, Metrics: opts.Metrics})
+	dests, err := cfg.OpenTargets(p, targets.Options{Logger: log, Metrics: opts.Metrics})
 	if err != nil {
 		return rep, err
 	}

@@ -17,7 +17,6 @@ import (
 	"filippo.io/age"
 	_ "github.com/go-sql-driver/mysql" // checks and checksums on the scratch server
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/dump"
@@ -147,7 +146,7 @@ func newRun(opts Options) (*run, error) {
 	if topts.Logger == nil {
 		topts.Logger = r.log
 	}
-	dests, err := backup.OpenTargets(r.cfg, r.policy, topts)
+	dests, err := r.cfg.OpenTargets(r.policy, topts)
 	if err != nil {
 		return nil, err
 	}
