@@ -20,6 +20,7 @@ import (
 	_ "github.com/go-sql-driver/mysql" // GET_LOCK on the policy's source server
 
 	"github.com/backupd/backupd/internal/backupset"
+	"github.com/backupd/backupd/internal/dump"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -376,12 +377,12 @@ func getLock(ctx context.Context, dsn, name string) (release func(), err error) 
 	defer cancel()
 	db, err := sql.Open("mysql", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("connect to the source server: %w", err)
+		return nil, fmt.Errorf("connect to the source server: %s", dump.RedactDSNError(dsn, err))
 	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("connect to the source server: %w", err)
+		return nil, fmt.Errorf("connect to the source server: %s", dump.RedactDSNError(dsn, err))
 	}
 	var got sql.NullInt64
 	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", name).Scan(&got); err != nil {

@@ -43,8 +43,8 @@ func TestCharsetsAgree(t *testing.T) {
 		if cs == "binary" {
 			continue // a binary string, not a character column
 		}
-		cols = append(cols, quoteIdent("c_"+cs)+" VARCHAR(2) CHARACTER SET "+cs)
-		names = append(names, quoteIdent("c_"+cs))
+		cols = append(cols, dump.QuoteIdent("c_"+cs)+" VARCHAR(2) CHARACTER SET "+cs)
+		names = append(names, dump.QuoteIdent("c_"+cs))
 		values = append(values, "'a'")
 	}
 	name := testenv.UniqueName("charsets")

@@ -125,7 +125,7 @@ func (b *bulkPlan) build(target, colList []byte) ([]byte, int, error) {
 	for i, n := range names {
 		c, known := b.columns[n]
 		if !known {
-			return nil, 0, fmt.Errorf("column %s is not in the destination table", quoteIdent(n))
+			return nil, 0, fmt.Errorf("column %s is not in the destination table", dump.QuoteIdent(n))
 		}
 		if i > 0 {
 			out.WriteByte(',')
@@ -133,9 +133,9 @@ func (b *bulkPlan) build(target, colList []byte) ([]byte, int, error) {
 		if numericText(c.DataType) {
 			v := fmt.Sprintf("@c%d", i)
 			out.WriteString(v)
-			sets = append(sets, quoteIdent(n)+" = CAST("+v+" AS UNSIGNED)")
+			sets = append(sets, dump.QuoteIdent(n)+" = CAST("+v+" AS UNSIGNED)")
 		} else {
-			out.WriteString(quoteIdent(n))
+			out.WriteString(dump.QuoteIdent(n))
 		}
 	}
 	out.WriteByte(')')

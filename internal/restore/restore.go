@@ -397,9 +397,9 @@ func (p *Plan) Describe(w io.Writer, now time.Time) {
 		if !dp.Whole {
 			what = fmt.Sprintf("%d of its tables", len(dp.Tables))
 		}
-		arrow := quoteIdent(dp.Dest)
+		arrow := dump.QuoteIdent(dp.Dest)
 		if dp.Dest != dp.Source {
-			arrow = quoteIdent(dp.Source) + " -> " + quoteIdent(dp.Dest)
+			arrow = dump.QuoteIdent(dp.Source) + " -> " + dump.QuoteIdent(dp.Dest)
 		}
 		fmt.Fprintf(w, "  database:     %s (%s)\n", arrow, what)
 		var names []string
