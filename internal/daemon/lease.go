@@ -275,7 +275,7 @@ func (l *leaser) claim(ctx context.Context, policy, kind string, d backupset.Des
 				mu.Lock()
 				c.Expires = l.now().Add(l.ttl).UTC()
 				mu.Unlock()
-				rctx, cancel := context.WithTimeout(context.Background(), l.ttl/3)
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.ttl/3)
 				write(rctx)
 				cancel()
 			}
@@ -399,7 +399,11 @@ func getLock(ctx context.Context, dsn, name string) (release func(), err error) 
 		return nil, errors.New("GET_LOCK on the source server returned NULL")
 	}
 	return func() {
-		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// Cleanup rule (the whole tree): work that must finish after the job's context is
+		// cancelled runs under context.WithoutCancel(ctx) and a timeout of its own — the job's
+		// values stay, only its cancellation goes; context.Background only where no context
+		// is in scope (Close methods).
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		conn.ExecContext(rctx, "DO RELEASE_LOCK(?)", name)
 		conn.Close()
