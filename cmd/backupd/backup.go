@@ -25,8 +25,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	backup.Version = version
-	opts := backup.Options{Logger: newLogger(stderr, *verbose)}
+	opts := backup.Options{Logger: newLogger(stderr, *verbose), Version: version}
 	if isTerminal(stderr) {
 		opts.Progress = stderr
 	}
@@ -45,7 +44,7 @@ func printBackupSummary(w io.Writer, res *backup.Result) {
 	}
 	fmt.Fprintf(w, "set %s (policy %s): %s in %s\n", res.SetID, res.Policy, status, res.Duration.Round(1e6))
 	if res.Manifest != nil {
-		tables, rows := backup.Counts(res.Manifest)
+		tables, rows := res.Manifest.Counts()
 		m := res.Manifest
 		fmt.Fprintf(w, "  %d tables, %d rows, %s read, %s written (%d objects)\n", tables, rows,
 			humanize.Bytes(m.PlainBytes()), humanize.Bytes(m.Bytes()), len(m.Objects))

@@ -16,13 +16,12 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/dump"
 	"github.com/backupd/backupd/internal/testenv"
 )
 
-// TestBackupAcceptance is issue 3's acceptance at the command line: Sakila and the edge-case
+// TestBackupAcceptance is the backup's acceptance at the command line: Sakila and the edge-case
 // database are backed up to MinIO and versitygw at once, the buckets hold only age files, and
 // the set restores by the manual path (age, zstd, mariadb only) to identical tables and schema
 // objects.
@@ -117,7 +116,7 @@ policies:
 	if err := json.Unmarshal(getObject(t, c, vBucket, backupset.ManifestKey(policy, setID[1])), &m); err != nil {
 		t.Fatal(err)
 	}
-	res, err := backup.DumpOf(&m)
+	res, err := m.Dump()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,12 +11,10 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/drill"
 	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/keys"
-	"github.com/backupd/backupd/internal/restore"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -118,16 +116,16 @@ func runDrillHistory(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	log := newLogger(stderr, false)
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: log, Retry: restoreTargetRetry})
+	dests, err := cfg.OpenTargets(p, targets.Options{Logger: log, Retry: restoreTargetRetry})
 	if err != nil {
 		return err
 	}
 	hist, err := drill.History(ctx, dests, p.Name, 0)
 	if err != nil {
 		if len(hist) == 0 {
-			return &unreachableError{fmt.Errorf("the drill history cannot be read: %w", restore.OneLine(err))}
+			return &unreachableError{fmt.Errorf("the drill history cannot be read: %w", humanize.OneLine(err))}
 		}
-		fmt.Fprintf(stderr, "backupd drill history: warning: %v\n", restore.OneLine(err))
+		fmt.Fprintf(stderr, "backupd drill history: warning: %v\n", humanize.OneLine(err))
 	}
 	if *asJSON {
 		if hist == nil {

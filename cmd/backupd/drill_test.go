@@ -21,7 +21,6 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/drill"
@@ -31,7 +30,7 @@ import (
 	"github.com/backupd/backupd/internal/testenv"
 )
 
-// TestDrillAcceptance is issue 6's acceptance: a set holding Sakila and make-shop.sh 0.1 on
+// TestDrillAcceptance is the drill's acceptance: a set holding Sakila and make-shop.sh 0.1 on
 // MinIO and versitygw drills to PASS into an embedded scratch server (no scratch configured),
 // the report is mailed (mailpit) with the table results in its HTML part and stored on both
 // targets, and nothing is left behind — also when the drill is stopped with SIGTERM while it
@@ -215,17 +214,17 @@ policies:
 		t.Fatal(err)
 	}
 	p := cfg.Policies[policy]
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{})
+	dests, err := cfg.OpenTargets(p, targets.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	sets, err := backupset.List(ctx, dests[0].Target, policy)
+	sets, _, err := backupset.List(ctx, dests[0].Target, policy, time.Now())
 	if err != nil || len(sets) != 1 {
 		t.Fatalf("list: %d sets, %v", len(sets), err)
 	}
 	m := sets[0]
-	dr, err := backup.DumpOf(m)
+	dr, err := m.Dump()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/targets"
@@ -30,6 +29,10 @@ type listedSet struct {
 	Tables     int       `json:"tables"`
 	Rows       int64     `json:"rows"`
 	Targets    []string  `json:"targets"`
+	// Untrusted says why the set's manifest on Targets does not commit it (see
+	// backupset.Committed); such a set is never restored, drilled or counted. Empty for a
+	// committed set.
+	Untrusted string `json:"untrusted,omitempty"`
 }
 
 func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -44,11 +47,11 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	log := newLogger(stderr, false)
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: log})
+	dests, err := cfg.OpenTargets(p, targets.Options{Logger: log})
 	if err != nil {
 		return err
 	}
-	sets, err := listSets(ctx, p.Name, dests)
+	sets, err := listSets(ctx, p.Name, dests, time.Now())
 	if err != nil {
 		return err
 	}
@@ -66,29 +69,57 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SET\tFINISHED\tSIZE\tTABLES\tROWS\tTARGETS")
+	var untrusted []*listedSet
 	for _, s := range sets {
+		if s.Untrusted != "" {
+			untrusted = append(untrusted, s)
+			continue
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\n", s.ID, s.FinishedAt.Local().Format("2006-01-02 15:04:05"),
 			humanize.Bytes(s.Bytes), s.Tables, s.Rows, strings.Join(s.Targets, ","))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, s := range untrusted {
+		fmt.Fprintf(stdout, "UNTRUSTED %s on %s: %s (never restored, drilled or counted; delete it if nobody knows it)\n",
+			s.ID, strings.Join(s.Targets, ","), s.Untrusted)
+	}
+	return nil
 }
 
-// listSets merges the committed sets of every target by set ID, newest last. A target that
-// cannot be listed fails the command: a silent gap would misreport what exists.
-func listSets(ctx context.Context, policy string, dests []backupset.Dest) ([]*listedSet, error) {
-	byID := map[string]*listedSet{}
+// listSets merges the sets of every target by set ID, newest last: committed ones, and apart
+// from them those whose manifest is present but not trusted, with the reason. A target that
+// cannot be listed, or a manifest it fails to return, fails the command: a silent gap would
+// misreport what exists. Each manifest is held only while it is summarised.
+func listSets(ctx context.Context, policy string, dests []backupset.Dest, now time.Time) ([]*listedSet, error) {
+	type key struct{ id, untrusted string }
+	byID := map[key]*listedSet{}
 	for _, d := range dests {
-		ms, err := backupset.List(ctx, d.Target, policy)
+		entries, err := backupset.SetKeys(ctx, d.Target, policy)
 		if err != nil {
 			return nil, fmt.Errorf("target %s: %w", d.Name, err)
 		}
-		for _, m := range ms {
-			s := byID[m.SetID]
+		untrusted, err := backupset.Scan(ctx, d.Target, policy, entries, now, func(m *backupset.Manifest) bool {
+			s := byID[key{id: m.SetID}]
 			if s == nil {
-				tables, rows := backup.Counts(m)
+				tables, rows := m.Counts()
 				s = &listedSet{ID: m.SetID, StartedAt: m.StartedAt, FinishedAt: m.FinishedAt, Bytes: m.Bytes(),
 					PlainBytes: m.PlainBytes(), Tables: tables, Rows: rows}
-				byID[m.SetID] = s
+				byID[key{id: m.SetID}] = s
+			}
+			s.Targets = append(s.Targets, d.Name)
+			return true
+		})
+		if err != nil {
+			return nil, fmt.Errorf("target %s: %w", d.Name, err)
+		}
+		for _, u := range untrusted {
+			k := key{u.ID, u.Reason}
+			s := byID[k]
+			if s == nil {
+				s = &listedSet{ID: u.ID, Untrusted: u.Reason}
+				byID[k] = s
 			}
 			s.Targets = append(s.Targets, d.Name)
 		}
@@ -97,6 +128,11 @@ func listSets(ctx context.Context, policy string, dests []backupset.Dest) ([]*li
 	for _, s := range byID {
 		out = append(out, s)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].ID != out[j].ID {
+			return out[i].ID < out[j].ID
+		}
+		return out[i].Untrusted < out[j].Untrusted
+	})
 	return out, nil
 }

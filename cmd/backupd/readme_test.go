@@ -11,7 +11,6 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/targets"
 	"github.com/backupd/backupd/internal/testenv"
@@ -62,7 +61,7 @@ policies:
 	if err != nil {
 		t.Fatal(err)
 	}
-	dests, err := backup.OpenTargets(loaded, loaded.Policies[policy], targets.Options{})
+	dests, err := loaded.OpenTargets(loaded.Policies[policy], targets.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +69,7 @@ policies:
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := backup.DumpOf(found.Manifest)
+	res, err := found.Manifest.Dump()
 	if err != nil {
 		t.Fatal(err)
 	}

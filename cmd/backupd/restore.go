@@ -16,7 +16,6 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/humanize"
@@ -181,7 +180,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 // does not exist (an unmounted backup disk) is left out with a warning, since it would otherwise
 // look like a target without sets; when nothing is left, that is the error.
 func openRestoreTargets(cfg *config.Config, p *config.Policy, from string, log *slog.Logger) ([]backupset.Dest, []string, error) {
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: log, Retry: restoreTargetRetry})
+	dests, err := cfg.OpenTargets(p, targets.Options{Logger: log, Retry: restoreTargetRetry})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -218,7 +217,7 @@ func openRestoreTargets(cfg *config.Config, p *config.Policy, from string, log *
 
 // classifyRestoreError maps the restore's error kinds onto main's exit codes.
 func classifyRestoreError(err error) error {
-	err = restore.OneLine(err)
+	err = humanize.OneLine(err)
 	switch {
 	case errors.Is(err, context.Canceled):
 		return err

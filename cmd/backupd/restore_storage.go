@@ -66,6 +66,9 @@ func (r *storageRestore) run(ctx context.Context, stdout io.Writer) error {
 	if err != nil {
 		return classifyRestoreError(err)
 	}
+	for _, w := range found.Warnings {
+		r.log.Warn(w)
+	}
 	m := found.Manifest
 	desc, err := storage.ParseDescription(m.Files)
 	if err != nil {

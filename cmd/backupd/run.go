@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/daemon"
@@ -46,7 +45,6 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log := newLogger(stderr, *verbose)
-	backup.Version = version
 	d, err := daemon.New(cfg, daemon.Options{Logger: log, Version: version, Driller: daemonDriller{log: log}, StorageGC: storageGC(log)})
 	if err != nil {
 		return err
@@ -124,7 +122,7 @@ func (dr daemonDriller) Drill(ctx context.Context, cfg *config.Config, p *config
 }
 
 func (dr daemonDriller) LastDrill(ctx context.Context, cfg *config.Config, p *config.Policy) (time.Time, error) {
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: dr.log})
+	dests, err := cfg.OpenTargets(p, targets.Options{Logger: dr.log})
 	if err != nil {
 		return time.Time{}, err
 	}

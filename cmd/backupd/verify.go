@@ -47,10 +47,11 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
-	m, holders, findWarns, err := restore.FindSet(ctx, dests, p.Name, backupset.Query{ID: *setID})
+	found, err := backupset.Find(ctx, dests, p.Name, backupset.Query{ID: *setID})
 	if err != nil {
 		return classifyRestoreError(err)
 	}
+	m, holders, findWarns := found.Manifest, found.Holders, found.Warnings
 	for _, w := range append(warns, findWarns...) {
 		fmt.Fprintf(stdout, "WARN  %s\n", w)
 	}
@@ -70,7 +71,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			where = "manifest"
 		}
 		if c.Err != nil {
-			fmt.Fprintf(stdout, "FAIL  %s  %s: %v\n", where, c.Object.Name, restore.OneLine(c.Err))
+			fmt.Fprintf(stdout, "FAIL  %s  %s: %v\n", where, c.Object.Name, humanize.OneLine(c.Err))
 		} else {
 			fmt.Fprintf(stdout, "ok    %s  %s\n", where, c.Object.Name)
 		}

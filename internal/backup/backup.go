@@ -27,11 +27,9 @@ import (
 	"github.com/backupd/backupd/internal/targets"
 )
 
-// Version is the tool version recorded in manifests; main sets it.
-var Version = "dev"
-
 // Options are the process-wide parts of a job.
 type Options struct {
+	Version string // the tool version recorded in the manifest; "dev" when empty
 	Logger  *slog.Logger
 	Now     func() time.Time // injected clock; time.Now when nil
 	Metrics *targets.Metrics // nil: no target metrics
@@ -77,7 +75,7 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 	if err != nil {
 		return res, err
 	}
-	dests, err := OpenTargets(cfg, p, targets.Options{Logger: log, Metrics: opts.Metrics})
+	dests, err := cfg.OpenTargets(p, targets.Options{Logger: log, Metrics: opts.Metrics})
 	if err != nil {
 		return res, err
 	}
@@ -150,8 +148,12 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 		}
 	}
 	host, _ := os.Hostname()
+	version := opts.Version
+	if version == "" {
+		version = "dev"
+	}
 	m := &backupset.Manifest{
-		Tool:       "backupd " + Version,
+		Tool:       "backupd " + version,
 		StartedAt:  start.UTC(),
 		FinishedAt: now().UTC(),
 		Host:       host,
@@ -204,52 +206,6 @@ func snapshotStorage(ctx context.Context, cfg *config.Config, p *config.Policy, 
 		out = append(out, r)
 	}
 	return out, nil
-}
-
-// OpenTargets opens the targets a policy writes to, in the policy's order.
-func OpenTargets(cfg *config.Config, p *config.Policy, opts targets.Options) ([]backupset.Dest, error) {
-	var dests []backupset.Dest
-	for _, name := range p.Targets {
-		tc, ok := cfg.Targets[name]
-		if !ok {
-			return nil, fmt.Errorf("policy %s names target %q, which is not defined", p.Name, name)
-		}
-		t, err := targets.Open(name, tc.Spec(), opts)
-		if err != nil {
-			return nil, fmt.Errorf("open target %s: %w", name, err)
-		}
-		dests = append(dests, backupset.Dest{Name: name, Target: t})
-	}
-	return dests, nil
-}
-
-// DumpOf decodes the database part of a manifest; nil when the set has none.
-func DumpOf(m *backupset.Manifest) (*dump.Result, error) {
-	if len(m.MySQL) == 0 {
-		return nil, nil
-	}
-	var r dump.Result
-	if err := json.Unmarshal(m.MySQL, &r); err != nil {
-		return nil, fmt.Errorf("decode the mysql part of set %s: %w", m.SetID, err)
-	}
-	return &r, nil
-}
-
-// Counts returns how many tables (not views or sequences) and rows a set holds; zero when the
-// manifest's database part cannot be read.
-func Counts(m *backupset.Manifest) (tables int, rows int64) {
-	r, err := DumpOf(m)
-	if err != nil || r == nil {
-		return 0, 0
-	}
-	for _, db := range r.Databases {
-		for _, t := range db.Tables {
-			if t.Type == "table" {
-				tables++
-			}
-		}
-	}
-	return tables, r.Rows
 }
 
 // showProgress prints the writer's progress on one terminal line until stop is called.

@@ -37,12 +37,13 @@ type Hold struct {
 	t      Target
 	policy string
 	p      Protection
+	now    func() time.Time
 }
 
 // Protect marks set id of policy as in use by holder for ttl. The marker is a small mutable
 // object (never under object lock); a process that dies without releasing it stops protecting
-// the set once ttl has passed.
-func Protect(ctx context.Context, t Target, policy, id, holder string, ttl time.Duration) (*Hold, error) {
+// the set once ttl has passed. now is the injected clock (time.Now when nil).
+func Protect(ctx context.Context, t Target, policy, id, holder string, ttl time.Duration, now func() time.Time) (*Hold, error) {
 	if !ValidPolicyName(policy) || !ValidID(id) {
 		return nil, fmt.Errorf("protect set %q of policy %q: not a valid set", id, policy)
 	}
@@ -52,15 +53,18 @@ func Protect(ctx context.Context, t Target, policy, id, holder string, ttl time.
 	var b [4]byte
 	rand.Read(b[:])
 	host, _ := os.Hostname()
-	now := time.Now().UTC()
-	h := &Hold{t: t, policy: policy, p: Protection{
+	if now == nil {
+		now = time.Now
+	}
+	created := now().UTC()
+	h := &Hold{t: t, policy: policy, now: now, p: Protection{
 		Key:     protectPrefix(policy) + id + "/" + holder + "-" + hex.EncodeToString(b[:]) + ".json",
 		SetID:   id,
 		Holder:  holder,
 		Host:    host,
 		PID:     os.Getpid(),
-		Created: now,
-		Expires: now.Add(ttl),
+		Created: created,
+		Expires: created.Add(ttl),
 	}}
 	if err := h.write(ctx); err != nil {
 		return nil, err
@@ -81,7 +85,7 @@ func (h *Hold) write(ctx context.Context) error {
 
 // Renew extends the protection to ttl from now.
 func (h *Hold) Renew(ctx context.Context, ttl time.Duration) error {
-	h.p.Expires = time.Now().UTC().Add(ttl)
+	h.p.Expires = h.now().UTC().Add(ttl)
 	return h.write(ctx)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -32,22 +33,6 @@ func ReadJSON(ctx context.Context, t Target, key string, limit int64, v any) err
 		return fmt.Errorf("parse %s: %w", key, err)
 	}
 	return nil
-}
-
-// ReadManifest reads the manifest of one set; targets.ErrNotFound when the set is not committed.
-func ReadManifest(ctx context.Context, t Target, policy, id string) (*Manifest, error) {
-	key := ManifestKey(policy, id)
-	var m Manifest
-	if err := ReadJSON(ctx, t, key, 256<<20, &m); err != nil {
-		return nil, err
-	}
-	if m.FormatVersion > FormatVersion {
-		return nil, fmt.Errorf("%s has format version %d; this backupd reads up to %d: upgrade backupd", key, m.FormatVersion, FormatVersion)
-	}
-	if m.SetID != id || m.Policy != policy {
-		return nil, fmt.Errorf("%s describes set %s of policy %s, not the set it is stored in", key, m.SetID, m.Policy)
-	}
-	return &m, nil
 }
 
 // SetKeys lists the set IDs present under a policy, committed or not, with whether each has a
@@ -96,25 +81,21 @@ type SetEntry struct {
 	LastModified time.Time
 }
 
-// List returns the committed sets of a policy on one target, oldest first. A manifest that
-// cannot be read is an error naming it: a damaged commit marker needs a person's attention.
-func List(ctx context.Context, t Target, policy string) ([]*Manifest, error) {
+// List returns the committed sets of a policy on one target, oldest first, and apart from
+// them the sets whose manifest is present but not trusted (see Committed), newest first.
+// Every manifest is held at once: callers that need only a summary of each use Scan.
+func List(ctx context.Context, t Target, policy string, now time.Time) ([]*Manifest, []Untrusted, error) {
 	entries, err := SetKeys(ctx, t, policy)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var out []*Manifest
-	var errs []error
-	for _, e := range entries {
-		if !e.Committed {
-			continue
-		}
-		m, err := ReadManifest(ctx, t, policy, e.ID)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	untrusted, err := Scan(ctx, t, policy, entries, now, func(m *Manifest) bool {
 		out = append(out, m)
-	}
-	return out, errors.Join(errs...)
+		return true
+	})
+	slices.Reverse(out)
+	return out, untrusted, err
 }
+
+func isNotFound(err error) bool { return errors.Is(err, targets.ErrNotFound) }

@@ -145,7 +145,7 @@ func TestWriterCommitsOnEveryTarget(t *testing.T) {
 		}
 	}
 	for _, tg := range []*memTarget{a, b} {
-		sets, err := List(ctx, tg, "nightly")
+		sets, _, err := List(ctx, tg, "nightly", time.Now())
 		if err != nil || len(sets) != 1 {
 			t.Fatalf("List = %d sets, %v; want 1", len(sets), err)
 		}
@@ -195,7 +195,7 @@ func TestFailedTargetGetsNoManifest(t *testing.T) {
 	if res[1].Err == nil || !strings.Contains(res[1].Err.Error(), "two.sql") {
 		t.Errorf("bad target: got %v, want an error naming two.sql", res[1].Err)
 	}
-	if sets, _ := List(ctx, bad, "p"); len(sets) != 0 {
+	if sets, _, _ := List(ctx, bad, "p", time.Now()); len(sets) != 0 {
 		t.Errorf("failed target lists %d committed sets, want 0", len(sets))
 	}
 	// Whether one.sql reached the bad target before two.sql failed depends on scheduling; what

@@ -307,6 +307,9 @@ func (w *Writer) Commit(ctx context.Context, m *Manifest) []TargetResult {
 		m.Targets = append(m.Targets, d.Name)
 	}
 	body, err := json.MarshalIndent(m, "", "  ")
+	if err == nil && len(body) > MaxManifestBytes {
+		err = fmt.Errorf("it is %d bytes, more than the %d every reader accepts: split the policy (fewer databases or storage sources per set)", len(body), MaxManifestBytes)
+	}
 	if err != nil {
 		for _, d := range w.dests {
 			d.fail(fmt.Errorf("encode manifest: %w", err))

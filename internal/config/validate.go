@@ -17,6 +17,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/robfig/cron/v3"
 
+	"github.com/backupd/backupd/internal/dump"
 	"github.com/backupd/backupd/internal/seal"
 )
 
@@ -366,24 +367,17 @@ func (d *decoder) checkMySQL(p string, m *MySQL) {
 	}
 }
 
-// checkDSN is go-sql-driver's own parser, with its messages kept from quoting the password: a
-// malformed DSN may be split in the wrong place and put part of the password in a message.
+// checkDSN is go-sql-driver's own parser, with its messages kept from quoting the password
+// (dump.RedactDSNError): a malformed DSN may be split in the wrong place and put part of the
+// password in a message.
 func checkDSN(dsn string) error {
 	_, err := mysql.ParseDSN(dsn)
 	if err == nil {
 		return nil
 	}
-	msg := err.Error()
+	msg := dump.RedactDSNError(dsn, err)
 	if !strings.HasPrefix(msg, "invalid DSN") {
 		msg = "invalid DSN: " + msg
-	}
-	if at := strings.LastIndexByte(dsn, '@'); at >= 0 {
-		for _, part := range strings.FieldsFunc(dsn[:at], func(r rune) bool { return r == ':' || r == '/' || r == '@' }) {
-			if strings.Contains(err.Error(), part) {
-				return errors.New("invalid DSN: it does not parse as user[:password]@protocol(address)/[database]; " +
-					"note that it must end with `/` or `/database`, before any ?options")
-			}
-		}
 	}
 	return errors.New(msg)
 }

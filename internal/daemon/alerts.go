@@ -48,6 +48,7 @@ func (o observation) key(policy string) string {
 // alerter turns observations into one alert per incident and one recovery notice, through
 // the policy's channels, and keeps the incident state on disk.
 type alerter struct {
+	now     func() time.Time // the daemon's injected clock
 	log     *slog.Logger
 	file    string
 	host    string
@@ -57,9 +58,9 @@ type alerter struct {
 	saveMu sync.Mutex
 }
 
-func newAlerter(stateDir string, log *slog.Logger, m *Metrics) *alerter {
+func newAlerter(stateDir string, log *slog.Logger, m *Metrics, now func() time.Time) *alerter {
 	host, _ := os.Hostname()
-	a := &alerter{log: log, file: filepath.Join(stateDir, incidentsFile), host: host, metrics: m}
+	a := &alerter{log: log, file: filepath.Join(stateDir, incidentsFile), host: host, metrics: m, now: now}
 	data, err := os.ReadFile(a.file)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -76,7 +77,7 @@ func newAlerter(stateDir string, log *slog.Logger, m *Metrics) *alerter {
 
 // observe records one observation and sends what it calls for.
 func (a *alerter) observe(ctx context.Context, cfg *config.Config, p *config.Policy, o observation) {
-	now := time.Now()
+	now := a.now()
 	key := o.key(p.Name)
 	action, inc := a.inc.Observe(now, key, o.failing, o.detail)
 	defer a.save()

@@ -19,7 +19,7 @@ import (
 // they need to know, apply retention, and check staleness with the new state of the targets.
 func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, p *config.Policy, tick time.Time) error {
 	log := d.log.With("policy", p.Name, "job", KindBackup, "tick", tick.UTC().Format(time.RFC3339))
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: d.log, Metrics: d.tmetrics})
+	dests, err := cfg.OpenTargets(p, targets.Options{Logger: d.log, Metrics: d.tmetrics})
 	if err != nil {
 		d.backupFailed(ctx, cfg, p, nil, err, log)
 		return err
@@ -42,7 +42,7 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, p *config.Po
 	result := "failed"
 	defer func() { l.release(result) }()
 
-	res, err := backup.Run(ctx, cfg, p, backup.Options{Logger: d.log, Metrics: d.tmetrics})
+	res, err := backup.Run(ctx, cfg, p, backup.Options{Logger: d.log, Metrics: d.tmetrics, Version: d.opts.Version})
 	d.metrics.backup(res, d.now())
 	if err != nil {
 		if ctx.Err() != nil {
@@ -87,7 +87,7 @@ func (d *Daemon) backupFailed(ctx context.Context, cfg *config.Config, p *config
 // backupSucceeded clears the failure incidents, reports targets that failed while others
 // succeeded and sets that shrank, and applies retention.
 func (d *Daemon) backupSucceeded(ctx context.Context, cfg *config.Config, p *config.Policy, dests []backupset.Dest, res *backup.Result, log *slog.Logger) {
-	tables, rows := backup.Counts(res.Manifest)
+	tables, rows := res.Manifest.Counts()
 	log.Info("backup committed", "set", res.SetID, "committed_targets", res.Committed, "tables", tables, "rows", rows,
 		"bytes", res.Manifest.Bytes(), "duration", res.Duration.Round(time.Millisecond))
 	d.mu.Lock()
@@ -156,7 +156,7 @@ func (d *Daemon) checkShrink(ctx context.Context, cfg *config.Config, p *config.
 			committed = append(committed, dests[i])
 		}
 	}
-	prev, err := previousManifest(ctx, committed, p.Name, res.SetID)
+	prev, err := previousManifest(ctx, committed, p.Name, res.SetID, d.now())
 	if err != nil {
 		d.metrics.error(p.Name, errKindShrink)
 		log.Warn("cannot read the previous set to compare sizes", "err", err)
@@ -188,11 +188,11 @@ func (d *Daemon) checkShrink(ctx context.Context, cfg *config.Config, p *config.
 
 // newestFor lists a policy's targets for its newest committed set and remembers it.
 func (d *Daemon) newestFor(ctx context.Context, cfg *config.Config, p *config.Policy) (newestSet, error) {
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: d.log, Metrics: d.tmetrics})
+	dests, err := cfg.OpenTargets(p, targets.Options{Logger: d.log, Metrics: d.tmetrics})
 	if err != nil {
 		return newestSet{}, err
 	}
-	n, err := newestCommitted(ctx, dests, p.Name)
+	n, err := newestCommitted(ctx, dests, p.Name, d.now())
 	if err != nil {
 		return n, err
 	}

@@ -6,8 +6,8 @@
 // prune`), alerts people once per incident and once when it clears, and serves Prometheus
 // metrics, health and readiness probes and a status page.
 //
-// A policy has one job today, its backup. Restoration drills (issue 6) add a second kind: a
-// Job with its own schedule and run function, built next to the backup job in jobsFor; the
+// A policy has up to two jobs: its backup, and its restoration drill when the policy's drill:
+// has a schedule. Each is a Job with its own schedule and run function, built in jobsFor; the
 // scheduler, leases, metrics, alerts and status page take any kind.
 package daemon
 
@@ -119,7 +119,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		reg:      reg,
 		metrics:  m,
 		tmetrics: tm,
-		alerts:   newAlerter(cfg.StateDir, opts.Logger, m),
+		alerts:   newAlerter(cfg.StateDir, opts.Logger, m, opts.Now),
 		leases:   newLeaser(opts.Logger, opts.Now, opts.LeaseTTL),
 		started:  opts.Now(),
 		reloads:  make(chan *config.Config, 1),

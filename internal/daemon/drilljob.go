@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/targets"
 )
@@ -16,7 +15,7 @@ import (
 // the set it reads as in use, so that retention on every host keeps it meanwhile.
 func (d *Daemon) runDrill(ctx context.Context, cfg *config.Config, p *config.Policy, tick time.Time) error {
 	log := d.log.With("policy", p.Name, "job", KindDrill, "tick", tick.UTC().Format(time.RFC3339))
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: d.log, Metrics: d.tmetrics})
+	dests, err := cfg.OpenTargets(p, targets.Options{Logger: d.log, Metrics: d.tmetrics})
 	if err != nil {
 		d.drillFinished(ctx, cfg, p, DrillOutcome{Err: err})
 		return err

@@ -19,7 +19,7 @@ var ErrSkipped = errors.New("tick skipped")
 // Job kinds.
 const (
 	KindBackup = "backup"
-	// KindDrill is the restoration drill of issue 6; no job of this kind is built yet.
+	// KindDrill is a policy's scheduled restoration drill (drilljob.go).
 	KindDrill = "drill"
 )
 
@@ -103,7 +103,7 @@ type Driller interface {
 	LastDrill(ctx context.Context, cfg *config.Config, p *config.Policy) (time.Time, error)
 }
 
-// DrillOutcome is what a drill job (issue 6) reports when it ends.
+// DrillOutcome is what a drill job reports when it ends.
 type DrillOutcome struct {
 	SetID    string
 	OK       bool

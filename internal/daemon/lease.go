@@ -20,6 +20,7 @@ import (
 	_ "github.com/go-sql-driver/mysql" // GET_LOCK on the policy's source server
 
 	"github.com/backupd/backupd/internal/backupset"
+	"github.com/backupd/backupd/internal/dump"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -274,7 +275,7 @@ func (l *leaser) claim(ctx context.Context, policy, kind string, d backupset.Des
 				mu.Lock()
 				c.Expires = l.now().Add(l.ttl).UTC()
 				mu.Unlock()
-				rctx, cancel := context.WithTimeout(context.Background(), l.ttl/3)
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.ttl/3)
 				write(rctx)
 				cancel()
 			}
@@ -376,12 +377,12 @@ func getLock(ctx context.Context, dsn, name string) (release func(), err error) 
 	defer cancel()
 	db, err := sql.Open("mysql", dsn)
 	if err != nil {
-		return nil, fmt.Errorf("connect to the source server: %w", err)
+		return nil, fmt.Errorf("connect to the source server: %s", dump.RedactDSNError(dsn, err))
 	}
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("connect to the source server: %w", err)
+		return nil, fmt.Errorf("connect to the source server: %s", dump.RedactDSNError(dsn, err))
 	}
 	var got sql.NullInt64
 	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK(?, 0)", name).Scan(&got); err != nil {
@@ -398,7 +399,11 @@ func getLock(ctx context.Context, dsn, name string) (release func(), err error) 
 		return nil, errors.New("GET_LOCK on the source server returned NULL")
 	}
 	return func() {
-		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// Cleanup rule (the whole tree): work that must finish after the job's context is
+		// cancelled runs under context.WithoutCancel(ctx) and a timeout of its own — the job's
+		// values stay, only its cancellation goes; context.Background only where no context
+		// is in scope (Close methods).
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		conn.ExecContext(rctx, "DO RELEASE_LOCK(?)", name)
 		conn.Close()

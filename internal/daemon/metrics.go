@@ -139,15 +139,15 @@ func (m *Metrics) backup(res *backup.Result, now time.Time) {
 	if res.Manifest == nil {
 		return
 	}
-	tables, rows := backup.Counts(res.Manifest)
+	tables, rows := res.Manifest.Counts()
 	m.setBytes.WithLabelValues(res.Policy).Set(float64(res.Manifest.Bytes()))
 	m.setPlainBytes.WithLabelValues(res.Policy).Set(float64(res.Manifest.PlainBytes()))
 	m.setRows.WithLabelValues(res.Policy).Set(float64(rows))
 	m.setTables.WithLabelValues(res.Policy).Set(float64(tables))
 }
 
-// Drill records a restoration drill's outcome. Drills (issue 6) call it; until then the drill
-// series exist with no samples.
+// Drill records a restoration drill's outcome; the drill series have no samples until a
+// policy's first drill has run.
 func (m *Metrics) Drill(policy string, ok bool, rto, rpo time.Duration) {
 	v := 0.0
 	if ok {

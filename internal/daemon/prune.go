@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/retention"
@@ -19,8 +18,8 @@ import (
 
 // StorageGC collects the storage-snapshot blobs of a policy (<policy>/blobs/) that no
 // committed set references any more. Prune calls it on each target after deleting sets.
-// Storage snapshots are being built in internal/files; until they land the daemon has none,
-// and Prune reports that it skipped the step.
+// The CLI and the daemon pass one that runs files.GC; without one, Prune reports that it
+// skipped the step.
 type StorageGC func(ctx context.Context, target string, t backupset.Target, policy string, dryRun bool) (summary string, err error)
 
 // PruneOptions tune one retention run.
@@ -94,7 +93,7 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 	if !p.Retention.IsZero() {
 		rep.Retention = rpol.String()
 	}
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: log, Metrics: opts.Metrics})
+	dests, err := cfg.OpenTargets(p, targets.Options{Logger: log, Metrics: opts.Metrics})
 	if err != nil {
 		return rep, err
 	}
@@ -111,6 +110,27 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 			tp.Skipped = "the target could not be listed"
 			continue
 		}
+		// Only trusted manifests commit a set (backupset.Committed): an untrusted set is neither
+		// kept as newest nor collected as uncommitted; it is left alone and reported.
+		untrusted, err := backupset.Scan(ctx, d.Target, p.Name, entries, now(), func(*backupset.Manifest) bool { return true })
+		if err != nil {
+			tp.Errs = append(tp.Errs, err)
+			tp.Skipped = "the manifests of its sets could not be read"
+			continue
+		}
+		reasons := map[string]string{}
+		for _, u := range untrusted {
+			reasons[u.ID] = u.Reason
+		}
+		kept := entries[:0]
+		for _, e := range entries {
+			if r, ok := reasons[e.ID]; ok {
+				tp.GCNotes = append(tp.GCNotes, fmt.Sprintf("leave   %s  untrusted: %s", e.ID, r))
+				continue
+			}
+			kept = append(kept, e)
+		}
+		entries = kept
 		listings[i] = entries
 		for _, e := range entries {
 			if e.Committed && e.ID > newest {
@@ -188,7 +208,7 @@ func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entrie
 
 	switch {
 	case opts.StorageGC == nil:
-		tp.Storage = "not collected: storage snapshots are not built into this backupd yet"
+		tp.Storage = "not collected: no storage garbage collector was configured"
 	case tp.Skipped != "" && len(tp.Errs) > 0:
 		tp.Storage = "not collected: " + tp.Skipped
 	default:

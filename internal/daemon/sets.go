@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/dump"
 	"github.com/backupd/backupd/internal/targets"
@@ -111,7 +110,7 @@ func tableRows(r *dump.Result) map[string]int64 {
 
 // previousManifest reads the newest committed set older than id from the first target that
 // can answer.
-func previousManifest(ctx context.Context, dests []backupset.Dest, policy, id string) (*backupset.Manifest, error) {
+func previousManifest(ctx context.Context, dests []backupset.Dest, policy, id string, now time.Time) (*backupset.Manifest, error) {
 	var errs []error
 	for _, d := range dests {
 		entries, err := setKeys(ctx, d.Target, policy)
@@ -119,12 +118,20 @@ func previousManifest(ctx context.Context, dests []backupset.Dest, policy, id st
 			errs = append(errs, err)
 			continue
 		}
-		for i := len(entries) - 1; i >= 0; i-- {
-			if e := entries[i]; e.Committed && e.ID < id {
-				return backupset.ReadManifest(ctx, d.Target, policy, e.ID)
-			}
+		n := 0
+		for n < len(entries) && entries[n].ID < id {
+			n++
 		}
-		return nil, nil
+		var prev *backupset.Manifest
+		_, err = backupset.Scan(ctx, d.Target, policy, entries[:n], now, func(m *backupset.Manifest) bool {
+			prev = m
+			return false
+		})
+		if prev == nil && err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		return prev, nil
 	}
 	return nil, errors.Join(errs...)
 }
@@ -135,9 +142,11 @@ type newestSet struct {
 	Time time.Time // its start, from the ID
 }
 
-// newestCommitted lists every target and returns the newest committed set; zero when there is
-// none. It fails only when no target could be listed.
-func newestCommitted(ctx context.Context, dests []backupset.Dest, policy string) (newestSet, error) {
+// newestCommitted lists every target and returns the newest committed set (see
+// backupset.Committed: a planted, future-dated or unreadable manifest never counts); zero when
+// there is none. Manifests are read newest first until one is trusted. It fails only when no
+// target could be listed.
+func newestCommitted(ctx context.Context, dests []backupset.Dest, policy string, now time.Time) (newestSet, error) {
 	var best newestSet
 	var errs []error
 	listed := 0
@@ -148,14 +157,18 @@ func newestCommitted(ctx context.Context, dests []backupset.Dest, policy string)
 			continue
 		}
 		listed++
-		for i := len(entries) - 1; i >= 0; i-- {
-			if e := entries[i]; e.Committed {
-				if e.ID > best.ID {
-					t, _ := backupset.IDTime(e.ID)
-					best = newestSet{ID: e.ID, Time: t}
-				}
-				break
-			}
+		// entries are oldest first: skip those not newer than what another target holds
+		newer := entries
+		for len(newer) > 0 && newer[0].ID <= best.ID {
+			newer = newer[1:]
+		}
+		_, err = backupset.Scan(ctx, d.Target, policy, newer, now, func(m *backupset.Manifest) bool {
+			t, _ := backupset.IDTime(m.SetID)
+			best = newestSet{ID: m.SetID, Time: t}
+			return false
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("target %s: %w", d.Name, err))
 		}
 	}
 	if listed == 0 && len(errs) > 0 {
@@ -169,7 +182,7 @@ func dumpOf(m *backupset.Manifest) *dump.Result {
 	if m == nil {
 		return nil
 	}
-	r, err := backup.DumpOf(m)
+	r, err := m.Dump()
 	if err != nil {
 		return nil
 	}

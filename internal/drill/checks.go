@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/dump"
 )
 
 // checkTimeout bounds one check query.
@@ -55,7 +56,7 @@ func mapSchemas(q string, m map[string]string) string {
 		case c == '`':
 			j, name := readQuoted(q, i)
 			if to, ok := m[name]; ok && !prevDot && nextIsDot(q, j) {
-				b.WriteString(quoteIdent(to))
+				b.WriteString(dump.QuoteIdent(to))
 			} else {
 				b.WriteString(q[i:j])
 			}
@@ -67,7 +68,7 @@ func mapSchemas(q string, m map[string]string) string {
 			}
 			word := q[i:j]
 			if to, ok := m[word]; ok && !prevDot && nextIsDot(q, j) {
-				b.WriteString(quoteIdent(to))
+				b.WriteString(dump.QuoteIdent(to))
 			} else {
 				b.WriteString(word)
 			}
@@ -212,7 +213,7 @@ func queryValue(ctx context.Context, db *sql.DB, query, schema string) (*string,
 	}
 	defer conn.Close()
 	if schema != "" {
-		if _, err := conn.ExecContext(ctx, "USE "+quoteIdent(schema)); err != nil {
+		if _, err := conn.ExecContext(ctx, "USE "+dump.QuoteIdent(schema)); err != nil {
 			return nil, err
 		}
 	}

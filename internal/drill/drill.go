@@ -17,10 +17,10 @@ import (
 	"filippo.io/age"
 	_ "github.com/go-sql-driver/mysql" // checks and checksums on the scratch server
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/dump"
+	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/notify"
 	"github.com/backupd/backupd/internal/restore"
 	"github.com/backupd/backupd/internal/storage"
@@ -74,7 +74,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	hist, herr := History(ctx, r.dests, r.policy.Name, historyDepth)
 	if herr != nil && ctx.Err() == nil {
-		r.warn("part of the drill history could not be read: %v", restore.OneLine(herr))
+		r.warn("part of the drill history could not be read: %v", humanize.OneLine(herr))
 	}
 	target := r.drill.From
 	if target == config.DrillFromRotate {
@@ -146,7 +146,7 @@ func newDrillRun(opts Options) (*drillRun, error) {
 	if topts.Logger == nil {
 		topts.Logger = r.log
 	}
-	dests, err := backup.OpenTargets(r.cfg, r.policy, topts)
+	dests, err := r.cfg.OpenTargets(r.policy, topts)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +206,7 @@ func (r *drillRun) run(ctx context.Context, src backupset.Dest) {
 		r.fail("set %s cannot be read: %v", m.SetID, err)
 		return
 	}
-	release := protectSet(ctx, src, m, r.log)
+	release := protectSet(ctx, src, m, r.now, r.log)
 	defer release()
 
 	if problems := r.preflight(ctx, src, m); len(problems) > 0 {
@@ -275,38 +275,26 @@ func (r *drillRun) run(ctx context.Context, src backupset.Dest) {
 
 // findSet reads the set to drill from the one target the drill tests.
 func (r *drillRun) findSet(ctx context.Context, src backupset.Dest) (*backupset.Manifest, error) {
-	if r.opts.SetID != "" {
-		m, err := backupset.ReadManifest(ctx, src.Target, r.policy.Name, r.opts.SetID)
-		if errors.Is(err, targets.ErrNotFound) {
-			return nil, fmt.Errorf("set %s is not committed on target %s", r.opts.SetID, src.Name)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("target %s: %v", src.Name, restore.OneLine(err))
-		}
-		return m, nil
+	found, err := backupset.Find(ctx, []backupset.Dest{src}, r.policy.Name, backupset.Query{ID: r.opts.SetID, Now: r.now})
+	switch {
+	case errors.Is(err, backupset.ErrUnreachable):
+		return nil, fmt.Errorf("target %s cannot be read: %v", src.Name, humanize.OneLine(err))
+	case errors.Is(err, backupset.ErrNoSet) && r.opts.SetID != "":
+		return nil, fmt.Errorf("set %s is not committed on target %s: %v", r.opts.SetID, src.Name, humanize.OneLine(err))
+	case errors.Is(err, backupset.ErrNoSet):
+		return nil, fmt.Errorf("target %s holds no committed set of policy %s: %v", src.Name, r.policy.Name, humanize.OneLine(err))
+	case err != nil:
+		return nil, err
 	}
-	ms, err := backupset.List(ctx, src.Target, r.policy.Name)
-	var newest *backupset.Manifest
-	for _, m := range ms {
-		if newest == nil || m.SetID > newest.SetID {
-			newest = m
-		}
+	for _, w := range found.Warnings {
+		r.warn("%s", w)
 	}
-	if newest == nil {
-		if err != nil {
-			return nil, fmt.Errorf("target %s cannot be read: %v", src.Name, restore.OneLine(err))
-		}
-		return nil, fmt.Errorf("target %s holds no committed set of policy %s", src.Name, r.policy.Name)
-	}
-	if err != nil {
-		r.warn("target %s: %v", src.Name, restore.OneLine(err))
-	}
-	return newest, nil
+	return found.Manifest, nil
 }
 
 // describeSet fills the report's set section and the table list, every table not restored yet.
 func (r *drillRun) describeSet(m *backupset.Manifest) error {
-	dr, err := backup.DumpOf(m)
+	dr, err := m.Dump()
 	if err != nil {
 		return err
 	}
@@ -316,7 +304,7 @@ func (r *drillRun) describeSet(m *backupset.Manifest) error {
 	if info.SnapshotAt.IsZero() {
 		info.SnapshotAt, _ = backupset.IDTime(m.SetID) // the set ID holds its start time
 	}
-	info.Tables, info.Rows = backup.Counts(m)
+	info.Tables, info.Rows = m.Counts()
 	r.what = map[string]string{}
 	if dr != nil {
 		if !dr.SnapshotAt.IsZero() {
@@ -394,7 +382,7 @@ func (r *drillRun) preflight(ctx context.Context, src backupset.Dest, m *backups
 		if ctx.Err() != nil {
 			return nil
 		}
-		return []string{fmt.Sprintf("the objects of set %s on target %s cannot be listed: %v", m.SetID, src.Name, restore.OneLine(err))}
+		return []string{fmt.Sprintf("the objects of set %s on target %s cannot be listed: %v", m.SetID, src.Name, humanize.OneLine(err))}
 	}
 	var problems []string
 	for _, o := range m.Objects {
@@ -552,7 +540,7 @@ func (r *drillRun) record(ctx context.Context, group []string, res *restore.Resu
 		r.compareTables(ctx, dbs)
 		return false
 	default:
-		msg := restore.OneLine(err).Error()
+		msg := humanize.OneLine(err).Error()
 		for name, what := range r.what {
 			if strings.Contains(msg, name) && !strings.Contains(msg, what) {
 				msg = strings.Replace(msg, name, name+" ("+what+")", 1)
@@ -676,7 +664,7 @@ func (r *drillRun) restoreStorage(ctx context.Context, src backupset.Dest, m *ba
 		}
 		switch {
 		case err != nil:
-			s.Error = restore.OneLine(err).Error()
+			s.Error = humanize.OneLine(err).Error()
 			r.fail("storage source %s did not restore from target %s: %s", s.Source, src.Name, s.Error)
 			ok = false
 		case s.Files != s.FilesExpected:

@@ -18,8 +18,8 @@ const (
 
 // protectSet marks the set in use and returns the function that releases the marker. A marker
 // that cannot be written is logged, not fatal: the drill still proves what it can.
-func protectSet(ctx context.Context, src backupset.Dest, m *backupset.Manifest, log *slog.Logger) (release func()) {
-	hold, err := backupset.Protect(ctx, src.Target, m.Policy, m.SetID, "drill", protectTTL)
+func protectSet(ctx context.Context, src backupset.Dest, m *backupset.Manifest, now func() time.Time, log *slog.Logger) (release func()) {
+	hold, err := backupset.Protect(ctx, src.Target, m.Policy, m.SetID, "drill", protectTTL, now)
 	if err != nil {
 		log.Warn("could not mark the set in use; retention on another host could delete it during the drill", "err", err)
 		return func() {}

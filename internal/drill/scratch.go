@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/backupd/backupd/internal/dump"
 )
 
 // Scratch kinds.
@@ -100,10 +102,10 @@ func (s *dsnScratch) Close() error {
 	defer cancel()
 	var first error
 	for _, n := range s.names {
-		if _, err := s.db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+quoteIdent(n)); err != nil {
+		if _, err := s.db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+dump.QuoteIdent(n)); err != nil {
 			s.log.Error("could not drop a drill database; drop it by hand", "database", n, "err", err)
 			if first == nil {
-				first = fmt.Errorf("drop drill database %s: %w", quoteIdent(n), err)
+				first = fmt.Errorf("drop drill database %s: %w", dump.QuoteIdent(n), err)
 			}
 		}
 	}
@@ -141,8 +143,6 @@ func randomHex(n int) string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
-
-func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
 
 // bufferPoolFor sizes the embedded server's buffer pool: the configured size, else about the
 // set's plain size (the data then mostly fits), between 128 MiB and a quarter of the memory

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/seal"
@@ -60,7 +59,7 @@ func TestDrillStorage(t *testing.T) {
 	}
 	p := &config.Policy{Name: "files", Targets: []string{"local"},
 		Drill: &config.Drill{From: config.DrillFromRotate, Scratch: config.Scratch{Embedded: &config.EmbeddedScratch{Dir: scratch}}}}
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{})
+	dests, err := cfg.OpenTargets(p, targets.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

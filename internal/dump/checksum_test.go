@@ -14,7 +14,7 @@ func TestChecksumProperties(t *testing.T) {
 	ctx := context.Background()
 	name := uniqueName("bk_sum")
 	dropDatabaseLater(t, db, name)
-	mustExec(t, db, "CREATE DATABASE "+quoteIdent(name))
+	mustExec(t, db, "CREATE DATABASE "+QuoteIdent(name))
 	q := func(table string) string { return qualified(name, table) }
 	create := func(table string, rows ...string) {
 		t.Helper()

@@ -27,7 +27,7 @@ const (
 func openDB(dsn string) (*sql.DB, *mysql.Config, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
-		return nil, nil, fmt.Errorf("parse DSN: %w", errors.New(redactDSNError(err)))
+		return nil, nil, fmt.Errorf("parse DSN: %w", errors.New(RedactDSNError(dsn, err)))
 	}
 	cfg.DBName = ""
 	cfg.ParseTime = false
@@ -46,14 +46,6 @@ func openDB(dsn string) (*sql.DB, *mysql.Config, error) {
 		return nil, nil, fmt.Errorf("open connector: %w", err)
 	}
 	return sql.OpenDB(connector), cfg, nil
-}
-
-// redactDSNError keeps a DSN parse error from echoing the password back.
-func redactDSNError(err error) string {
-	if s := err.Error(); !strings.Contains(s, "@") {
-		return s
-	}
-	return "invalid DSN (details withheld because it may contain a password)"
 }
 
 // serverInfo is what the dump learns about the server once.

@@ -27,10 +27,10 @@ func TestConsistencyUnderConcurrentTransfers(t *testing.T) {
 	name := uniqueName("bk_bank")
 	dropDatabaseLater(t, db, name)
 	const accounts, initial = 5000, 1000
-	mustExec(t, db, "CREATE DATABASE "+quoteIdent(name))
+	mustExec(t, db, "CREATE DATABASE "+QuoteIdent(name))
 	mustExec(t, db, "CREATE TABLE "+qualified(name, "accounts")+" (id INT NOT NULL PRIMARY KEY, balance BIGINT NOT NULL, pad VARCHAR(100) NOT NULL) ENGINE=InnoDB")
 	mustExec(t, db, "CREATE TABLE "+qualified(name, "ledger")+" (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, src INT NOT NULL, dst INT NOT NULL, amount BIGINT NOT NULL) ENGINE=InnoDB")
-	mustExec(t, db, fmt.Sprintf("INSERT INTO %s SELECT seq, %d, REPEAT('p', 100) FROM %s.seq_1_to_%d", qualified(name, "accounts"), initial, quoteIdent(name), accounts))
+	mustExec(t, db, fmt.Sprintf("INSERT INTO %s SELECT seq, %d, REPEAT('p', 100) FROM %s.seq_1_to_%d", qualified(name, "accounts"), initial, QuoteIdent(name), accounts))
 
 	mustExec(t, db, "ANALYZE TABLE "+qualified(name, "accounts")) // statistics for chunk planning
 
@@ -135,7 +135,7 @@ func TestLockWaitTimeoutNamesBlocker(t *testing.T) {
 	ctx := context.Background()
 	name := uniqueName("bk_lock")
 	dropDatabaseLater(t, db, name)
-	mustExec(t, db, "CREATE DATABASE "+quoteIdent(name))
+	mustExec(t, db, "CREATE DATABASE "+QuoteIdent(name))
 	mustExec(t, db, "CREATE TABLE "+qualified(name, "slow")+" (v INT) ENGINE=MyISAM")
 	mustExec(t, db, "INSERT INTO "+qualified(name, "slow")+" VALUES (1)")
 	mustExec(t, db, "CREATE TABLE "+qualified(name, "other_myisam")+" (v INT) ENGINE=MyISAM")
@@ -253,9 +253,9 @@ func TestFallbackWithoutReloadPrivilege(t *testing.T) {
 	db, dsn := openRoot(t)
 	name := uniqueName("bk_norel")
 	dropDatabaseLater(t, db, name)
-	mustExec(t, db, "CREATE DATABASE "+quoteIdent(name))
+	mustExec(t, db, "CREATE DATABASE "+QuoteIdent(name))
 	mustExec(t, db, "CREATE TABLE "+qualified(name, "t")+" (id INT NOT NULL PRIMARY KEY, v VARCHAR(20)) ENGINE=InnoDB")
-	mustExec(t, db, "INSERT INTO "+qualified(name, "t")+" SELECT seq, CONCAT('v', seq) FROM "+quoteIdent(name)+".seq_1_to_500")
+	mustExec(t, db, "INSERT INTO "+qualified(name, "t")+" SELECT seq, CONCAT('v', seq) FROM "+QuoteIdent(name)+".seq_1_to_500")
 	mustExec(t, db, "CREATE TABLE "+qualified(name, "m")+" (id INT NOT NULL PRIMARY KEY) ENGINE=MyISAM")
 	mustExec(t, db, "INSERT INTO "+qualified(name, "m")+" VALUES (1), (2)")
 
@@ -265,7 +265,7 @@ func TestFallbackWithoutReloadPrivilege(t *testing.T) {
 		acct := quoteString(user) + "@" + quoteString(host)
 		mustExec(t, db, "CREATE USER "+acct+" IDENTIFIED BY "+quoteString(password))
 		t.Cleanup(func() { db.Exec("DROP USER IF EXISTS " + acct) })
-		mustExec(t, db, "GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON "+quoteIdent(name)+".* TO "+acct)
+		mustExec(t, db, "GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON "+QuoteIdent(name)+".* TO "+acct)
 	}
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
@@ -308,7 +308,7 @@ func TestRowTooLarge(t *testing.T) {
 	if err := db.QueryRow("SELECT @@max_allowed_packet").Scan(&maxPacket); err != nil {
 		t.Fatal(err)
 	}
-	mustExec(t, db, "CREATE DATABASE "+quoteIdent(name))
+	mustExec(t, db, "CREATE DATABASE "+QuoteIdent(name))
 	mustExec(t, db, "CREATE TABLE "+qualified(name, "big")+" (id INT NOT NULL PRIMARY KEY, t LONGTEXT) ENGINE=InnoDB")
 	// Quotes double when escaped: 0.6 of the packet as a value needs 1.2 of it as SQL.
 	mustExec(t, db, fmt.Sprintf("INSERT INTO %s VALUES (1, 'small'), (42, REPEAT('''', %d))", qualified(name, "big"), maxPacket*6/10))
@@ -352,9 +352,9 @@ func TestCancelStopsPromptly(t *testing.T) {
 	db, dsn := openRoot(t)
 	name := uniqueName("bk_cancel")
 	dropDatabaseLater(t, db, name)
-	mustExec(t, db, "CREATE DATABASE "+quoteIdent(name))
+	mustExec(t, db, "CREATE DATABASE "+QuoteIdent(name))
 	mustExec(t, db, "CREATE TABLE "+qualified(name, "t")+" (id INT NOT NULL PRIMARY KEY, v VARCHAR(200)) ENGINE=InnoDB")
-	mustExec(t, db, "INSERT INTO "+qualified(name, "t")+" SELECT seq, REPEAT('x', 200) FROM "+quoteIdent(name)+".seq_1_to_300000")
+	mustExec(t, db, "INSERT INTO "+qualified(name, "t")+" SELECT seq, REPEAT('x', 200) FROM "+QuoteIdent(name)+".seq_1_to_300000")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	began := time.Now()
@@ -390,7 +390,7 @@ func TestSinkErrorFailsTheDump(t *testing.T) {
 	db, dsn := openRoot(t)
 	name := uniqueName("bk_sinkerr")
 	dropDatabaseLater(t, db, name)
-	mustExec(t, db, "CREATE DATABASE "+quoteIdent(name))
+	mustExec(t, db, "CREATE DATABASE "+QuoteIdent(name))
 	mustExec(t, db, "CREATE TABLE "+qualified(name, "t")+" (id INT NOT NULL PRIMARY KEY) ENGINE=InnoDB")
 	mustExec(t, db, "INSERT INTO "+qualified(name, "t")+" VALUES (1)")
 	_, err := Run(context.Background(), Options{DSN: dsn, Databases: []string{name}, Logger: testLogger(t)}, failingSink{DirSink{Dir: t.TempDir()}})
@@ -443,9 +443,9 @@ func TestSchemaChangeDuringDump(t *testing.T) {
 	db, dsn := openRoot(t)
 	name := uniqueName("bk_ddl")
 	dropDatabaseLater(t, db, name)
-	mustExec(t, db, "CREATE DATABASE "+quoteIdent(name))
+	mustExec(t, db, "CREATE DATABASE "+QuoteIdent(name))
 	mustExec(t, db, "CREATE TABLE "+qualified(name, "a_big")+" (id INT NOT NULL PRIMARY KEY, v VARCHAR(200)) ENGINE=InnoDB")
-	mustExec(t, db, "INSERT INTO "+qualified(name, "a_big")+" SELECT seq, REPEAT('x', 200) FROM "+quoteIdent(name)+".seq_1_to_20000")
+	mustExec(t, db, "INSERT INTO "+qualified(name, "a_big")+" SELECT seq, REPEAT('x', 200) FROM "+QuoteIdent(name)+".seq_1_to_20000")
 	mustExec(t, db, "CREATE TABLE "+qualified(name, "b_small")+" (id INT NOT NULL PRIMARY KEY, v INT) ENGINE=InnoDB")
 	mustExec(t, db, "INSERT INTO "+qualified(name, "b_small")+" VALUES (1, 1)")
 	mustExec(t, db, "ANALYZE TABLE "+qualified(name, "a_big")+", "+qualified(name, "b_small"))

@@ -69,13 +69,13 @@ func (d *dumper) readViews(ctx context.Context, db *dbInfo) error {
 	c := d.control.conn
 	rows, err := c.QueryContext(ctx, "SELECT TABLE_NAME, CHARACTER_SET_CLIENT, COLLATION_CONNECTION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = "+quoteString(db.Name))
 	if err != nil {
-		return fmt.Errorf("list views of %s: %w", quoteIdent(db.Name), err)
+		return fmt.Errorf("list views of %s: %w", QuoteIdent(db.Name), err)
 	}
 	for rows.Next() {
 		var name, cs, coll string
 		if err := rows.Scan(&name, &cs, &coll); err != nil {
 			rows.Close()
-			return fmt.Errorf("list views of %s: %w", quoteIdent(db.Name), err)
+			return fmt.Errorf("list views of %s: %w", QuoteIdent(db.Name), err)
 		}
 		if t := byName[name]; t != nil {
 			t.viewCharset, t.viewColl = cs, coll
@@ -83,10 +83,10 @@ func (d *dumper) readViews(ctx context.Context, db *dbInfo) error {
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list views of %s: %w", quoteIdent(db.Name), err)
+		return fmt.Errorf("list views of %s: %w", QuoteIdent(db.Name), err)
 	}
-	if _, err := c.ExecContext(ctx, "USE "+quoteIdent(db.Name)); err != nil {
-		return fmt.Errorf("read views of %s: %w", quoteIdent(db.Name), err)
+	if _, err := c.ExecContext(ctx, "USE "+QuoteIdent(db.Name)); err != nil {
+		return fmt.Errorf("read views of %s: %w", QuoteIdent(db.Name), err)
 	}
 	for _, t := range views {
 		cs := t.viewCharset
@@ -202,14 +202,14 @@ func (d *dumper) readTriggers(ctx context.Context, db *dbInfo) error {
 	c := d.control.conn
 	rows, err := c.QueryContext(ctx, "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = "+quoteString(db.Name)+" ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER")
 	if err != nil {
-		return fmt.Errorf("list triggers of %s: %w", quoteIdent(db.Name), err)
+		return fmt.Errorf("list triggers of %s: %w", QuoteIdent(db.Name), err)
 	}
 	var list []*namedDef
 	for rows.Next() {
 		nd := &namedDef{kind: KindTrigger}
 		if err := rows.Scan(&nd.name, &nd.table); err != nil {
 			rows.Close()
-			return fmt.Errorf("list triggers of %s: %w", quoteIdent(db.Name), err)
+			return fmt.Errorf("list triggers of %s: %w", QuoteIdent(db.Name), err)
 		}
 		if !d.exclude[db.Name+"."+nd.table] {
 			list = append(list, nd)
@@ -217,7 +217,7 @@ func (d *dumper) readTriggers(ctx context.Context, db *dbInfo) error {
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list triggers of %s: %w", quoteIdent(db.Name), err)
+		return fmt.Errorf("list triggers of %s: %w", QuoteIdent(db.Name), err)
 	}
 	for _, nd := range list {
 		m, err := showOne(ctx, c, "SHOW CREATE TRIGGER "+qualified(db.Name, nd.name))
@@ -236,7 +236,7 @@ func (d *dumper) readRoutines(ctx context.Context, db *dbInfo) error {
 	c := d.control.conn
 	rows, err := c.QueryContext(ctx, "SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = "+quoteString(db.Name)+" ORDER BY ROUTINE_TYPE, ROUTINE_NAME")
 	if err != nil {
-		return fmt.Errorf("list routines of %s: %w", quoteIdent(db.Name), err)
+		return fmt.Errorf("list routines of %s: %w", QuoteIdent(db.Name), err)
 	}
 	var list []*namedDef
 	var skipped []string
@@ -244,7 +244,7 @@ func (d *dumper) readRoutines(ctx context.Context, db *dbInfo) error {
 		var name, typ string
 		if err := rows.Scan(&name, &typ); err != nil {
 			rows.Close()
-			return fmt.Errorf("list routines of %s: %w", quoteIdent(db.Name), err)
+			return fmt.Errorf("list routines of %s: %w", QuoteIdent(db.Name), err)
 		}
 		switch typ {
 		case "PROCEDURE":
@@ -257,7 +257,7 @@ func (d *dumper) readRoutines(ctx context.Context, db *dbInfo) error {
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list routines of %s: %w", quoteIdent(db.Name), err)
+		return fmt.Errorf("list routines of %s: %w", QuoteIdent(db.Name), err)
 	}
 	if len(skipped) > 0 {
 		d.warn("not dumped (unsupported routine type): " + strings.Join(skipped, ", "))
@@ -280,20 +280,20 @@ func (d *dumper) readEvents(ctx context.Context, db *dbInfo) error {
 	c := d.control.conn
 	rows, err := c.QueryContext(ctx, "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = "+quoteString(db.Name)+" ORDER BY EVENT_NAME")
 	if err != nil {
-		return fmt.Errorf("list events of %s: %w", quoteIdent(db.Name), err)
+		return fmt.Errorf("list events of %s: %w", QuoteIdent(db.Name), err)
 	}
 	var list []*namedDef
 	for rows.Next() {
 		nd := &namedDef{kind: KindEvent}
 		if err := rows.Scan(&nd.name); err != nil {
 			rows.Close()
-			return fmt.Errorf("list events of %s: %w", quoteIdent(db.Name), err)
+			return fmt.Errorf("list events of %s: %w", QuoteIdent(db.Name), err)
 		}
 		list = append(list, nd)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("list events of %s: %w", quoteIdent(db.Name), err)
+		return fmt.Errorf("list events of %s: %w", QuoteIdent(db.Name), err)
 	}
 	for _, nd := range list {
 		m, err := showOne(ctx, c, "SHOW CREATE EVENT "+qualified(db.Name, nd.name))
@@ -384,8 +384,8 @@ const schemaMode = "NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION"
 func (d *dumper) writeDefinitions(ctx context.Context) error {
 	for _, db := range d.dbs {
 		var o objText
-		o.comment("backupd database " + quoteIdent(db.Name) + "; load with: mariadb < this-file (a restore under another name creates the database itself)")
-		o.stmtString("CREATE DATABASE IF NOT EXISTS " + quoteIdent(db.Name) + " CHARACTER SET " + db.Charset + " COLLATE " + db.Collation)
+		o.comment("backupd database " + QuoteIdent(db.Name) + "; load with: mariadb < this-file (a restore under another name creates the database itself)")
+		o.stmtString("CREATE DATABASE IF NOT EXISTS " + QuoteIdent(db.Name) + " CHARACTER SET " + db.Charset + " COLLATE " + db.Collation)
 		if err := d.putObject(ctx, &db.schemaObjects, Object{Key: databaseObject(db.Name), Kind: KindDatabase, Phase: PhaseSchema}, o.b); err != nil {
 			return err
 		}
@@ -405,7 +405,7 @@ func (d *dumper) writeDefinitions(ctx context.Context) error {
 			if err := d.control.conn.QueryRowContext(ctx, "SELECT next_not_cached_value, cycle_count FROM "+t.qualified()).Scan(&next, &round); err != nil {
 				return fmt.Errorf("read sequence %s: %w", t.qualified(), err)
 			}
-			o.stmtString("DO SETVAL(" + quoteIdent(t.name) + ", " + next + ", 0, " + round + ")")
+			o.stmtString("DO SETVAL(" + QuoteIdent(t.name) + ", " + next + ", 0, " + round + ")")
 			if err := d.putObject(ctx, &db.schemaObjects, Object{Key: kindObject(db.Name, "sequences", t.name), Kind: KindSequence, Phase: PhaseSchema, Name: t.name}, o.b); err != nil {
 				return err
 			}
@@ -500,7 +500,7 @@ func (d *dumper) putObject(ctx context.Context, list *[]Object, obj Object, text
 // CREATE TABLE (MariaDB prints DEFAULT nextval(`db`.`seq`) fully qualified), so the table can
 // be created in a database of another name and draws from that database's sequence.
 func unqualifySequenceCalls(create []byte, db string) []byte {
-	qual := []byte(quoteIdent(db) + ".")
+	qual := []byte(QuoteIdent(db) + ".")
 	var out []byte
 	for i := 0; i < len(create); i++ {
 		c := create[i]

@@ -293,7 +293,7 @@ func (d *dumper) discoverAll(ctx context.Context) error {
 	d.dbs = dbs
 	for _, db := range dbs {
 		if strings.ContainsAny(db.Name, "\r\n") {
-			d.warn(fmt.Sprintf("database %s has a line break in its name: statements naming it span lines, which line-based loaders must handle", quoteIdent(db.Name)))
+			d.warn(fmt.Sprintf("database %s has a line break in its name: statements naming it span lines, which line-based loaders must handle", QuoteIdent(db.Name)))
 		}
 		for _, t := range db.tables {
 			if strings.ContainsAny(t.name, "\r\n") || slices.ContainsFunc(t.cols, func(c column) bool { return strings.ContainsAny(c.Name, "\r\n") }) {
@@ -415,7 +415,7 @@ func (d *dumper) dumpChunks(ctx context.Context, sessions []*session, chunks []c
 // keyBounds reads MIN and MAX of the chunk key.
 func (d *dumper) keyBounds(ctx context.Context, s *session, t *table) (planInput, error) {
 	in := planInput{Rows: t.rows, AvgRowLength: t.avgRowLength, DataLength: t.dataLength, ChunkBytes: d.opts.ChunkBytes}
-	k := quoteIdent(t.cols[t.keyIdx].Name)
+	k := QuoteIdent(t.cols[t.keyIdx].Name)
 	var lo, hi sql.NullString
 	if err := s.conn.QueryRowContext(ctx, "SELECT MIN("+k+"), MAX("+k+") FROM "+t.qualified()).Scan(&lo, &hi); err != nil {
 		return in, fmt.Errorf("table %s: read key range: %w", t.qualified(), explainDDL(err))
@@ -449,7 +449,7 @@ func parseKey(s string, unsigned bool) (uint64, error) {
 func (d *dumper) dumpChunk(ctx context.Context, s *session, t *table, r keyRange) error {
 	q := "SELECT " + selectColumns(t.cols) + " FROM " + t.qualified()
 	if t.keyIdx >= 0 {
-		if w := r.where(quoteIdent(t.cols[t.keyIdx].Name), t.keyUnsigned); w != "" {
+		if w := r.where(QuoteIdent(t.cols[t.keyIdx].Name), t.keyUnsigned); w != "" {
 			q += " WHERE " + w
 		}
 	}
@@ -522,13 +522,13 @@ type tableWriter struct {
 func (d *dumper) newTableWriter(t *table) *tableWriter {
 	var b strings.Builder
 	b.WriteString("INSERT INTO ")
-	b.WriteString(quoteIdent(t.name))
+	b.WriteString(QuoteIdent(t.name))
 	b.WriteString(" (")
 	for j, ci := range t.insertIdx {
 		if j > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(quoteIdent(t.cols[ci].Name))
+		b.WriteString(QuoteIdent(t.cols[ci].Name))
 	}
 	b.WriteString(") VALUES ")
 	return &tableWriter{d: d, t: t, prefix: []byte(b.String())}

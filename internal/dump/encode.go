@@ -48,10 +48,16 @@ var asciiSafeCharsets = map[string]bool{
 	"eucjpms": true, "gb2312": true,
 }
 
+// QuotedTextCharset reports whether the dump writes the values of a character column in charset
+// cs as quoted strings escaped byte by byte (FORMAT.md "Values"); a column in any other charset
+// is written as a hex literal. This is the one table of that fact: restore's LOAD DATA path
+// converts exactly these literals and must agree with it.
+func QuotedTextCharset(cs string) bool { return asciiSafeCharsets[cs] }
+
 // classify sets the column's kind and select expression; it fails for a type it does not know,
 // because guessing would risk a backup that does not restore.
 func (c *column) classify() error {
-	q := quoteIdent(c.Name)
+	q := QuoteIdent(c.Name)
 	c.expr = q
 	switch c.DataType {
 	case "tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year":
@@ -74,7 +80,7 @@ func (c *column) classify() error {
 	case "char", "varchar", "tinytext", "text", "mediumtext", "longtext":
 		if c.Charset == "binary" {
 			c.kind = kindBinary
-		} else if asciiSafeCharsets[c.Charset] {
+		} else if QuotedTextCharset(c.Charset) {
 			c.kind = kindText
 		} else {
 			c.kind = kindTextHex
@@ -91,7 +97,7 @@ func (c *column) classify() error {
 		// binary form instead (and MySQL refuses JSON from a binary string).
 		c.kind = kindIntroduced
 	default:
-		return fmt.Errorf("column %s has type %s, which backupd does not know how to dump faithfully", quoteIdent(c.Name), c.ColumnType)
+		return fmt.Errorf("column %s has type %s, which backupd does not know how to dump faithfully", QuoteIdent(c.Name), c.ColumnType)
 	}
 	return nil
 }
@@ -177,20 +183,20 @@ func appendLiteral(dst []byte, v driver.Value, c *column) ([]byte, error) {
 	case string:
 		return appendBytesLiteral(dst, []byte(x), c)
 	}
-	return dst, fmt.Errorf("column %s: unexpected %T value from the driver", quoteIdent(c.Name), v)
+	return dst, fmt.Errorf("column %s: unexpected %T value from the driver", QuoteIdent(c.Name), v)
 }
 
 func appendBytesLiteral(dst, b []byte, c *column) ([]byte, error) {
 	switch c.kind {
 	case kindInt, kindDecimal:
 		if len(b) == 0 {
-			return dst, fmt.Errorf("column %s: empty numeric value", quoteIdent(c.Name))
+			return dst, fmt.Errorf("column %s: empty numeric value", QuoteIdent(c.Name))
 		}
 		return append(dst, b...), nil
 	case kindFloat:
 		f, err := strconv.ParseFloat(string(b), 64)
 		if err != nil {
-			return dst, fmt.Errorf("column %s: parse %q as a double: %w", quoteIdent(c.Name), b, err)
+			return dst, fmt.Errorf("column %s: parse %q as a double: %w", QuoteIdent(c.Name), b, err)
 		}
 		return appendFloat(dst, f), nil
 	case kindText, kindTemporal:
@@ -205,7 +211,7 @@ func appendBytesLiteral(dst, b []byte, c *column) ([]byte, error) {
 	case kindIntroduced:
 		return appendEscaped(append(dst, "_utf8mb4"...), b, true), nil
 	}
-	return dst, fmt.Errorf("column %s: unknown kind %d", quoteIdent(c.Name), c.kind)
+	return dst, fmt.Errorf("column %s: unknown kind %d", QuoteIdent(c.Name), c.kind)
 }
 
 // appendFloat writes the shortest decimal that parses back to f, with an exponent so the server
@@ -249,18 +255,18 @@ func appendCanonical(dst []byte, v driver.Value, c *column) ([]byte, error) {
 			if len(x) > 0 && x[0] == '-' {
 				n, err := strconv.ParseInt(string(x), 10, 64)
 				if err != nil {
-					return dst, fmt.Errorf("column %s: %w", quoteIdent(c.Name), err)
+					return dst, fmt.Errorf("column %s: %w", QuoteIdent(c.Name), err)
 				}
 				u = uint64(n)
 			} else {
 				n, err := strconv.ParseUint(string(x), 10, 64)
 				if err != nil {
-					return dst, fmt.Errorf("column %s: %w", quoteIdent(c.Name), err)
+					return dst, fmt.Errorf("column %s: %w", QuoteIdent(c.Name), err)
 				}
 				u = n
 			}
 		default:
-			return dst, fmt.Errorf("column %s: unexpected %T value from the driver", quoteIdent(c.Name), v)
+			return dst, fmt.Errorf("column %s: unexpected %T value from the driver", QuoteIdent(c.Name), v)
 		}
 		dst = append(dst, tagInt)
 		return binary.LittleEndian.AppendUint64(dst, u), nil
@@ -274,10 +280,10 @@ func appendCanonical(dst []byte, v driver.Value, c *column) ([]byte, error) {
 		case []byte:
 			var err error
 			if f, err = strconv.ParseFloat(string(x), 64); err != nil {
-				return dst, fmt.Errorf("column %s: %w", quoteIdent(c.Name), err)
+				return dst, fmt.Errorf("column %s: %w", QuoteIdent(c.Name), err)
 			}
 		default:
-			return dst, fmt.Errorf("column %s: unexpected %T value from the driver", quoteIdent(c.Name), v)
+			return dst, fmt.Errorf("column %s: unexpected %T value from the driver", QuoteIdent(c.Name), v)
 		}
 		dst = append(dst, tagFloat)
 		return binary.LittleEndian.AppendUint64(dst, math.Float64bits(f)), nil
@@ -293,7 +299,7 @@ func appendCanonical(dst []byte, v driver.Value, c *column) ([]byte, error) {
 	case uint64:
 		b = strconv.AppendUint(nil, x, 10)
 	default:
-		return dst, fmt.Errorf("column %s: unexpected %T value from the driver", quoteIdent(c.Name), v)
+		return dst, fmt.Errorf("column %s: unexpected %T value from the driver", QuoteIdent(c.Name), v)
 	}
 	dst = append(dst, tagBytes)
 	dst = binary.AppendUvarint(dst, uint64(len(b)))

@@ -60,7 +60,7 @@ func dropDatabaseLater(t testing.TB, db *sql.DB, name string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+quoteIdent(name))
+		db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+QuoteIdent(name))
 	})
 }
 
@@ -91,7 +91,7 @@ func restoreManually(t testing.TB, dsn, dir string, res *Result, rename map[stri
 				}
 				if o.Kind == KindDatabase {
 					if n := target(db); n != db.Name {
-						mariadbCLI(t, dsn, []byte("CREATE DATABASE "+quoteIdent(n)+" CHARACTER SET "+db.Charset+" COLLATE "+db.Collation+";\n"))
+						mariadbCLI(t, dsn, []byte("CREATE DATABASE "+QuoteIdent(n)+" CHARACTER SET "+db.Charset+" COLLATE "+db.Collation+";\n"))
 					} else {
 						mariadbCLI(t, dsn, read(o.Key))
 					}
@@ -149,7 +149,7 @@ func restoreWithLoader(t testing.TB, dsn, dir string, res *Result, rename map[st
 		defer conn.Close()
 		defer conn.Raw(func(any) error { return driver.ErrBadConn }) // the session was changed
 		if database != "" {
-			if _, err := conn.ExecContext(ctx, "USE "+quoteIdent(database)); err != nil {
+			if _, err := conn.ExecContext(ctx, "USE "+QuoteIdent(database)); err != nil {
 				return err
 			}
 		}
@@ -181,7 +181,7 @@ func restoreWithLoader(t testing.TB, dsn, dir string, res *Result, rename map[st
 				}
 				if o.Kind == KindDatabase {
 					if n := target(db); n != db.Name {
-						mustExec(t, ldb, "CREATE DATABASE "+quoteIdent(n)+" CHARACTER SET "+db.Charset+" COLLATE "+db.Collation)
+						mustExec(t, ldb, "CREATE DATABASE "+QuoteIdent(n)+" CHARACTER SET "+db.Charset+" COLLATE "+db.Collation)
 					} else if err := load(o.Key, ""); err != nil {
 						t.Fatal(err)
 					}

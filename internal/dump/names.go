@@ -46,13 +46,8 @@ func padInt(n, width int) string {
 	return s
 }
 
-// quoteIdent quotes an identifier with backticks, doubling backticks inside it.
-func quoteIdent(s string) string {
-	return "`" + strings.ReplaceAll(s, "`", "``") + "`"
-}
-
 // qualified returns `db`.`name`.
-func qualified(db, name string) string { return quoteIdent(db) + "." + quoteIdent(name) }
+func qualified(db, name string) string { return QuoteIdent(db) + "." + QuoteIdent(name) }
 
 // quoteString returns a single-quoted SQL string literal with backslash escapes, on one line.
 func quoteString(s string) string {

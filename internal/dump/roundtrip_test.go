@@ -194,7 +194,7 @@ func edgeName() string { return uniqueName("bk_edge`ü select") }
 
 func loadEdge(t *testing.T, dsn, name string) {
 	t.Helper()
-	loadFixture(t, dsn, "testdata/edgecases.sql", "`bk_edge`", quoteIdent(name))
+	loadFixture(t, dsn, "testdata/edgecases.sql", "`bk_edge`", QuoteIdent(name))
 }
 
 // TestRoundTrip dumps Sakila and the edge-case database, drops them, loads the objects back
@@ -234,8 +234,8 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("warnings: got %q, want one about the MyISAM and Aria tables", res.Warnings)
 	}
 
-	mustExec(t, db, "DROP DATABASE "+quoteIdent(sak))
-	mustExec(t, db, "DROP DATABASE "+quoteIdent(edge))
+	mustExec(t, db, "DROP DATABASE "+QuoteIdent(sak))
+	mustExec(t, db, "DROP DATABASE "+QuoteIdent(edge))
 	restoreManually(t, dsn, dir, res, nil)
 
 	for _, name := range []string{sak, edge} {
@@ -245,8 +245,8 @@ func TestRoundTrip(t *testing.T) {
 
 	// backupd's own loader (FORMAT.md's splitting rules, statements sent unchanged) restores
 	// the same state.
-	mustExec(t, db, "DROP DATABASE "+quoteIdent(sak))
-	mustExec(t, db, "DROP DATABASE "+quoteIdent(edge))
+	mustExec(t, db, "DROP DATABASE "+QuoteIdent(sak))
+	mustExec(t, db, "DROP DATABASE "+QuoteIdent(edge))
 	restoreWithLoader(t, dsn, dir, res, nil)
 	for _, name := range []string{sak, edge} {
 		compareStates(t, name+" (ReadStatements loader)", before[name], captureState(t, db, name))
@@ -287,7 +287,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Errorf("view on views in the renamed database: got %d rows (%v), want 2", got, err)
 	}
 	var create string
-	if err := db.QueryRow("SHOW CREATE TABLE "+qualified(other, "uses_seq")).Scan(&s, &create); err != nil || !strings.Contains(create, "nextval("+quoteIdent(other)+".") {
+	if err := db.QueryRow("SHOW CREATE TABLE "+qualified(other, "uses_seq")).Scan(&s, &create); err != nil || !strings.Contains(create, "nextval("+QuoteIdent(other)+".") {
 		t.Errorf("renamed database: uses_seq draws from %q (%v), want its own database's sequence", create, err)
 	}
 	_ = ctx

@@ -120,7 +120,7 @@ func listDatabases(ctx context.Context, q querier, want []string) ([]*dbInfo, er
 		for _, name := range want {
 			d, ok := all[name]
 			if !ok {
-				return nil, fmt.Errorf("database %s does not exist on the server (or the account cannot see it)", quoteIdent(name))
+				return nil, fmt.Errorf("database %s does not exist on the server (or the account cannot see it)", QuoteIdent(name))
 			}
 			if !seen[name] {
 				seen[name] = true

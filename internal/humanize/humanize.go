@@ -1,4 +1,4 @@
-// Package humanize formats numbers for people reading summaries, progress lines and reports.
+// Package humanize formats numbers and errors for people reading summaries, progress lines and reports.
 package humanize
 
 import "fmt"

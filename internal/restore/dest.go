@@ -14,6 +14,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/backupd/backupd/internal/dump"
+	"github.com/backupd/backupd/internal/humanize"
 )
 
 // Server is what the restore learned about the destination server.
@@ -55,7 +56,7 @@ type destination struct {
 func openDestination(ctx context.Context, dsn string) (*destination, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
-		return nil, withKind(ErrDestination, fmt.Errorf("parse the destination DSN: %s", redactDSNError(err)))
+		return nil, withKind(ErrDestination, fmt.Errorf("parse the destination DSN: %s", dump.RedactDSNError(dsn, err)))
 	}
 	if cfg.DBName != "" {
 		return nil, withKind(ErrSelection, fmt.Errorf("the destination DSN names database %q: end it with \"/\" and use --as %s to restore under that name", cfg.DBName, cfg.DBName))
@@ -120,20 +121,12 @@ func classifyConnectError(ctx context.Context, cfg *mysql.Config, err error) err
 	return withKind(ErrUnreachable, fmt.Errorf("cannot connect to the destination server at %s: %v: check --to and that the server runs", cfg.Addr, err))
 }
 
-// redactDSNError keeps a DSN parse error from echoing the password back.
-func redactDSNError(err error) string {
-	if strings.Contains(err.Error(), "@") || strings.Contains(err.Error(), ":") {
-		return "invalid DSN (want user:password@tcp(host:3306)/ or user@unix(/path/to.sock)/; details withheld because they may contain the password)"
-	}
-	return err.Error()
-}
-
 // databaseExists reports whether the destination has the database.
 func (d *destination) databaseExists(ctx context.Context, name string) (bool, error) {
 	var n int
 	err := d.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?", name).Scan(&n)
 	if err != nil {
-		return false, withKind(ErrDestination, fmt.Errorf("look up database %s on the destination: %w", quoteIdent(name), err))
+		return false, withKind(ErrDestination, fmt.Errorf("look up database %s on the destination: %w", dump.QuoteIdent(name), err))
 	}
 	return n > 0, nil
 }
@@ -157,7 +150,7 @@ func (d *destination) inventory(ctx context.Context, database string) (*inventor
 	}
 	inv.exists = true
 	wrap := func(what string, err error) error {
-		return withKind(ErrDestination, fmt.Errorf("list %s of %s on the destination: %w", what, quoteIdent(database), err))
+		return withKind(ErrDestination, fmt.Errorf("list %s of %s on the destination: %w", what, dump.QuoteIdent(database), err))
 	}
 	if err := queryPairs(ctx, d.db, "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?", database, func(a, b string) {
 		inv.tables[a] = b
@@ -426,7 +419,7 @@ type markerRow struct {
 func (d *destination) markFailed(ctx context.Context, database string, status string, reason error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	msg := OneLine(reason).Error()
+	msg := humanize.OneLine(reason).Error()
 	if len(msg) > 4000 {
 		msg = msg[:4000] + "…"
 	}
@@ -436,7 +429,7 @@ func (d *destination) markFailed(ctx context.Context, database string, status st
 // dropMarker removes the marker: the database is now a verified copy of the set.
 func (d *destination) dropMarker(ctx context.Context, database string) error {
 	if _, err := d.db.ExecContext(ctx, "DROP TABLE IF EXISTS "+qualified(database, MarkerTable)); err != nil {
-		return fmt.Errorf("remove the incomplete-restore marker from %s: %w", quoteIdent(database), err)
+		return fmt.Errorf("remove the incomplete-restore marker from %s: %w", dump.QuoteIdent(database), err)
 	}
 	return nil
 }
@@ -456,7 +449,7 @@ func (d *destination) readMarker(ctx context.Context, database string) string {
 // createDatabase creates a database the restore names itself (under --as, or for selected
 // tables when it does not exist yet) with the set's character set and collation.
 func (d *destination) createDatabase(ctx context.Context, dp *DatabasePlan) error {
-	stmt := "CREATE DATABASE IF NOT EXISTS " + quoteIdent(dp.Dest)
+	stmt := "CREATE DATABASE IF NOT EXISTS " + dump.QuoteIdent(dp.Dest)
 	if dp.Charset != "" {
 		stmt += " CHARACTER SET " + dp.Charset
 	}
@@ -464,7 +457,7 @@ func (d *destination) createDatabase(ctx context.Context, dp *DatabasePlan) erro
 		stmt += " COLLATE " + dp.Collation
 	}
 	if _, err := d.db.ExecContext(ctx, stmt); err != nil {
-		return fmt.Errorf("create database %s: %w", quoteIdent(dp.Dest), err)
+		return fmt.Errorf("create database %s: %w", dump.QuoteIdent(dp.Dest), err)
 	}
 	return nil
 }

@@ -2,17 +2,19 @@ package restore
 
 import (
 	"errors"
-	"strings"
+
+	"github.com/backupd/backupd/internal/backupset"
 )
 
 // Kinds of failure a caller (the CLI) maps to exit codes and advice. A returned error matches at
 // most one of them with errors.Is; its message is unchanged by the kind.
 var (
 	// ErrUnreachable: no target holding the set, or the destination server, could be reached.
-	// Nothing in the destination was changed.
-	ErrUnreachable = errors.New("unreachable")
-	// ErrNoSet: the targets answered, but none holds the set asked for.
-	ErrNoSet = errors.New("no such set")
+	// Nothing in the destination was changed. The same as backupset.ErrUnreachable, which
+	// finding the set returns.
+	ErrUnreachable = backupset.ErrUnreachable
+	// ErrNoSet: the targets answered, but none holds the set asked for (backupset.ErrNoSet).
+	ErrNoSet = backupset.ErrNoSet
 	// ErrWrongIdentity: the identities given cannot decrypt the set.
 	ErrWrongIdentity = errors.New("wrong identity")
 	// ErrExists: the destination already holds something the restore would create; nothing was
@@ -44,23 +46,3 @@ func withKind(kind, err error) error {
 	}
 	return &kindError{kind: kind, err: err}
 }
-
-// OneLine returns err with its message on a single line (errors.Join separates with newlines),
-// keeping everything errors.Is and errors.As can find.
-func OneLine(err error) error {
-	if err == nil || !strings.Contains(err.Error(), "\n") {
-		return err
-	}
-	return &oneLine{err}
-}
-
-type oneLine struct{ err error }
-
-func (e *oneLine) Error() string {
-	lines := strings.Split(strings.TrimSpace(e.err.Error()), "\n")
-	for i := range lines {
-		lines[i] = strings.TrimSpace(lines[i])
-	}
-	return strings.Join(lines, "; ")
-}
-func (e *oneLine) Unwrap() error { return e.err }

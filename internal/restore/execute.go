@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/backupd/backupd/internal/dump"
+	"github.com/backupd/backupd/internal/humanize"
 )
 
 // Execute carries out the plan: drops (with DropExisting), then for every database the schema
@@ -71,7 +72,7 @@ func (p *Plan) Execute(ctx context.Context) (res *Result, err error) {
 			if len(marked) > 0 {
 				err = fmt.Errorf("%w; %s left marked incomplete (table %s)", err, strings.Join(quoteAll(marked), ", "), MarkerTable)
 			}
-			err = OneLine(err)
+			err = humanize.OneLine(err)
 		}
 	}()
 
@@ -178,7 +179,7 @@ func (p *Plan) Execute(ctx context.Context) (res *Result, err error) {
 func quoteAll(names []string) []string {
 	out := make([]string, len(names))
 	for i, n := range names {
-		out[i] = quoteIdent(n)
+		out[i] = dump.QuoteIdent(n)
 	}
 	return out
 }
@@ -203,8 +204,8 @@ func (p *Plan) loadOneWith(ctx context.Context, dp *DatabasePlan, o dump.Object,
 	}
 	defer conn.Close()
 	if database != "" {
-		if _, err := conn.ExecContext(ctx, "USE "+quoteIdent(database)); err != nil {
-			return fmt.Errorf("load %s: select database %s: %w", o.Key, quoteIdent(database), err)
+		if _, err := conn.ExecContext(ctx, "USE "+dump.QuoteIdent(database)); err != nil {
+			return fmt.Errorf("load %s: select database %s: %w", o.Key, dump.QuoteIdent(database), err)
 		}
 	}
 	return loadStatements(ctx, conn, o.Key, rc, -1, &tr.bytes, transform, nil, p.log)
@@ -398,8 +399,8 @@ func (p *Plan) loadData(ctx context.Context, tr *tracker, res *Result, deferred 
 						conn = c
 					}
 					if current != f.job.dp.Dest {
-						if _, err := conn.ExecContext(ctx, "USE "+quoteIdent(f.job.dp.Dest)); err != nil {
-							return fmt.Errorf("select database %s: %w", quoteIdent(f.job.dp.Dest), err)
+						if _, err := conn.ExecContext(ctx, "USE "+dump.QuoteIdent(f.job.dp.Dest)); err != nil {
+							return fmt.Errorf("select database %s: %w", dump.QuoteIdent(f.job.dp.Dest), err)
 						}
 						current = f.job.dp.Dest
 					}

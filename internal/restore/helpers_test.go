@@ -150,7 +150,7 @@ func makeSet(t testing.TB, cfg *config.Config, p *config.Policy) *backupset.Mani
 
 func openTargets(t testing.TB, cfg *config.Config, p *config.Policy) []backupset.Dest {
 	t.Helper()
-	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: testLogger(t), Retry: targets.RetryPolicy{MaxAttempts: 1}})
+	dests, err := cfg.OpenTargets(p, targets.Options{Logger: testLogger(t), Retry: targets.RetryPolicy{MaxAttempts: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}

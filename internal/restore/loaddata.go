@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/backupd/backupd/internal/dump"
 )
 
 // Rows through LOAD DATA LOCAL INFILE.
@@ -82,24 +84,16 @@ func newBulkPlan(cols map[string]bulkColumn) *bulkPlan {
 	return &bulkPlan{columns: cols}
 }
 
-// asciiSafeCharsets are the character sets whose multi-byte characters never contain an ASCII
-// byte, so dump writes their values as quoted text (FORMAT.md).
-var asciiSafeCharsets = map[string]bool{
-	"": true, "binary": true, "utf8mb4": true, "utf8mb3": true, "utf8": true, "latin1": true,
-	"ascii": true, "latin2": true, "latin5": true, "latin7": true, "cp1250": true, "cp1251": true,
-	"cp1256": true, "cp1257": true, "cp850": true, "cp852": true, "cp866": true, "koi8r": true,
-	"koi8u": true, "greek": true, "hebrew": true, "armscii8": true, "geostd8": true, "swe7": true,
-	"dec8": true, "hp8": true, "keybcs2": true, "macce": true, "macroman": true, "tis620": true,
-	"ujis": true, "eucjpms": true, "euckr": true, "gb2312": true,
-}
-
 func bulkTypeOK(c bulkColumn) bool {
 	switch c.DataType {
 	case "bit", "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
 		"multipolygon", "geometrycollection", "geomcollection", "vector", "json", "uuid", "inet4", "inet6":
 		return false
 	}
-	return asciiSafeCharsets[c.Charset]
+	// A column without a charset is not a string, and binary strings are written as escaped
+	// text or 0x…: both convert literal by literal. Character strings only in the charsets
+	// whose bytes the dump escapes one by one.
+	return c.Charset == "" || c.Charset == "binary" || dump.QuotedTextCharset(c.Charset)
 }
 
 // numericText reports the column types whose LOAD DATA text is not read as the number.
@@ -131,7 +125,7 @@ func (b *bulkPlan) build(target, colList []byte) ([]byte, int, error) {
 	for i, n := range names {
 		c, known := b.columns[n]
 		if !known {
-			return nil, 0, fmt.Errorf("column %s is not in the destination table", quoteIdent(n))
+			return nil, 0, fmt.Errorf("column %s is not in the destination table", dump.QuoteIdent(n))
 		}
 		if i > 0 {
 			out.WriteByte(',')
@@ -139,9 +133,9 @@ func (b *bulkPlan) build(target, colList []byte) ([]byte, int, error) {
 		if numericText(c.DataType) {
 			v := fmt.Sprintf("@c%d", i)
 			out.WriteString(v)
-			sets = append(sets, quoteIdent(n)+" = CAST("+v+" AS UNSIGNED)")
+			sets = append(sets, dump.QuoteIdent(n)+" = CAST("+v+" AS UNSIGNED)")
 		} else {
-			out.WriteString(quoteIdent(n))
+			out.WriteString(dump.QuoteIdent(n))
 		}
 	}
 	out.WriteByte(')')

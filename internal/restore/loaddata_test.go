@@ -136,7 +136,7 @@ func TestLoadDataMatchesInserts(t *testing.T) {
 		all = append(all, byte(i))
 	}
 	for _, q := range []string{
-		"CREATE DATABASE " + quoteIdent(tricky) + " CHARACTER SET utf8mb4",
+		"CREATE DATABASE " + dump.QuoteIdent(tricky) + " CHARACTER SET utf8mb4",
 		"CREATE TABLE " + qualified(tricky, "t") + ` (
 			id INT PRIMARY KEY, e ENUM('a','2','1','') NULL, s SET('x','1','y') NULL, y YEAR NULL,
 			txt TEXT NULL, l1 VARCHAR(50) CHARACTER SET latin1 NULL, vb VARBINARY(300) NULL,
@@ -200,7 +200,7 @@ func TestLoadDataMatchesInserts(t *testing.T) {
 				name := testenv.UniqueName("ld_dest")
 				testenv.DropDatabaseLater(t, dsn, name)
 				for _, q := range []string{
-					"CREATE DATABASE " + quoteIdent(name),
+					"CREATE DATABASE " + dump.QuoteIdent(name),
 					"CREATE TABLE " + qualified(name, tbl.Name) + " LIKE " + qualified(rdb.Name, tbl.Name),
 				} {
 					if _, err := db.ExecContext(ctx, q); err != nil {
@@ -262,7 +262,7 @@ func loadInto(t *testing.T, db *sql.DB, database string, object io.Reader, plan 
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "USE "+quoteIdent(database)); err != nil {
+	if _, err := conn.ExecContext(ctx, "USE "+dump.QuoteIdent(database)); err != nil {
 		t.Fatal(err)
 	}
 	var before int64
@@ -283,7 +283,7 @@ func newTable(t *testing.T, db *sql.DB, database, columns string, inserts ...str
 	t.Helper()
 	ctx := context.Background()
 	testenv.DropDatabaseLater(t, testenv.MariaDBDSN(t), database)
-	stmts := append([]string{"CREATE DATABASE " + quoteIdent(database),
+	stmts := append([]string{"CREATE DATABASE " + dump.QuoteIdent(database),
 		"CREATE TABLE " + qualified(database, "t") + " (" + columns + ")"}, inserts...)
 	for _, q := range stmts {
 		if _, err := db.ExecContext(ctx, q); err != nil {

@@ -2,7 +2,6 @@ package restore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +19,6 @@ import (
 	"github.com/backupd/backupd/internal/dump"
 	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/seal"
-	"github.com/backupd/backupd/internal/targets"
 )
 
 // Options configure a database restore. The zero value of every optional field is sensible.
@@ -171,10 +169,13 @@ func Prepare(ctx context.Context, opts Options) (*Plan, error) {
 		return nil, withKind(ErrSelection, errors.New("no target to restore from"))
 	}
 
-	m, holders, warns, err := FindSet(ctx, opts.Targets, opts.Policy, opts.Set)
+	q := opts.Set
+	q.Now = opts.Now
+	found, err := backupset.Find(ctx, opts.Targets, opts.Policy, q)
 	if err != nil {
 		return nil, err
 	}
+	m, holders, warns := found.Manifest, found.Holders, found.Warnings
 	log = log.With("set", m.SetID)
 	for _, w := range warns {
 		log.Warn(w)
@@ -250,19 +251,14 @@ func checkPacket(maxStatement, maxAllowed int64) error {
 
 func roundUpMiB(n int64) int64 { return (n + 1<<20 - 1) / (1 << 20) * (1 << 20) }
 
-// dumpOf decodes the database part of the manifest.
+// dumpOf decodes the database part of the manifest; a set without one has nothing to restore
+// here.
 func dumpOf(m *backupset.Manifest) (*dump.Result, error) {
-	if len(m.MySQL) == 0 {
-		return nil, withKind(ErrSelection, fmt.Errorf("set %s holds no database dump (a storage-only set?)", m.SetID))
+	r, err := m.Dump()
+	if err == nil && r == nil {
+		err = withKind(ErrSelection, fmt.Errorf("set %s holds no database dump (a storage-only set?)", m.SetID))
 	}
-	var r dump.Result
-	if err := json.Unmarshal(m.MySQL, &r); err != nil {
-		return nil, fmt.Errorf("read the database part of set %s: %w", m.SetID, err)
-	}
-	if r.FormatVersion > dump.FormatVersion {
-		return nil, fmt.Errorf("set %s has dump format %d; this backupd reads up to %d: use a newer backupd", m.SetID, r.FormatVersion, dump.FormatVersion)
-	}
-	return &r, nil
+	return r, err
 }
 
 // count totals the plan and checks that the manifest has every object the dump lists.
@@ -384,94 +380,6 @@ func shortKeys(keys []string) string {
 	return strings.Join(out, ", ")
 }
 
-// FindSet looks for the set on every target at once and returns its manifest, the targets that
-// hold it (in the given order) and warnings about targets that could not be read. A target that cannot be read is only a
-// warning while another holds the set; when none can be read the error is ErrUnreachable, and
-// when they answer but none holds the set, ErrNoSet.
-func FindSet(ctx context.Context, dests []backupset.Dest, policy string, q backupset.Query) (*backupset.Manifest, []backupset.Dest, []string, error) {
-	if q.ID != "" && !backupset.ValidID(q.ID) {
-		return nil, nil, nil, withKind(ErrNoSet, fmt.Errorf("%q is not a set ID (they look like 20261127T030000Z-3f9a): run 'backupd list --policy %s' to see the sets", q.ID, policy))
-	}
-	type answer struct {
-		m   *backupset.Manifest
-		err error
-	}
-	answers := make([]answer, len(dests))
-	var wg sync.WaitGroup
-	for i, d := range dests {
-		wg.Go(func() {
-			if q.ID != "" {
-				m, err := backupset.ReadManifest(ctx, d.Target, policy, q.ID)
-				if errors.Is(err, targets.ErrNotFound) {
-					err = nil
-				}
-				answers[i] = answer{m, err}
-				return
-			}
-			ms, err := backupset.List(ctx, d.Target, policy)
-			var best *backupset.Manifest
-			for _, m := range ms {
-				if !q.Before.IsZero() && !m.FinishedAt.Before(q.Before) {
-					continue
-				}
-				if best == nil || m.SetID > best.SetID {
-					best = m
-				}
-			}
-			if best != nil {
-				err = nil // an unreadable older manifest does not matter here
-			}
-			answers[i] = answer{best, err}
-		})
-	}
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, nil, nil, err
-	}
-	var best *backupset.Manifest
-	var failed []string
-	for i, a := range answers {
-		if a.err != nil {
-			failed = append(failed, fmt.Sprintf("target %s: %v", dests[i].Name, OneLine(a.err)))
-			continue
-		}
-		if a.m != nil && (best == nil || a.m.SetID > best.SetID) {
-			best = a.m
-		}
-	}
-	if best == nil {
-		var what string
-		switch {
-		case q.ID != "":
-			what = fmt.Sprintf("set %s is not on any target of policy %s", q.ID, policy)
-		case !q.Before.IsZero():
-			what = fmt.Sprintf("no set of policy %s finished before %s", policy, q.Before.UTC().Format(time.RFC3339))
-		default:
-			what = fmt.Sprintf("policy %s has no committed set on its targets", policy)
-		}
-		if len(failed) == len(dests) {
-			return nil, nil, nil, withKind(ErrUnreachable, fmt.Errorf("could not read any target of policy %s: %s: check the network, the endpoint and the credentials, or name a reachable target with --from",
-				policy, strings.Join(failed, "; ")))
-		}
-		msg := fmt.Sprintf("%s: run 'backupd list --policy %s' to see the sets", what, policy)
-		if len(failed) > 0 {
-			msg += " (not readable: " + strings.Join(failed, "; ") + ")"
-		}
-		return nil, nil, nil, withKind(ErrNoSet, errors.New(msg))
-	}
-	var holders []backupset.Dest
-	var warns []string
-	for i, a := range answers {
-		switch {
-		case a.m != nil && a.m.SetID == best.SetID:
-			holders = append(holders, dests[i])
-		case a.err != nil:
-			warns = append(warns, fmt.Sprintf("target %s cannot be read, restoring from the others: %v", dests[i].Name, OneLine(a.err)))
-		}
-	}
-	return best, holders, warns, nil
-}
-
 // Describe writes the plan for a person about to confirm it. It never shows a password.
 func (p *Plan) Describe(w io.Writer, now time.Time) {
 	m, r := p.Manifest, p.Dump
@@ -489,9 +397,9 @@ func (p *Plan) Describe(w io.Writer, now time.Time) {
 		if !dp.Whole {
 			what = fmt.Sprintf("%d of its tables", len(dp.Tables))
 		}
-		arrow := quoteIdent(dp.Dest)
+		arrow := dump.QuoteIdent(dp.Dest)
 		if dp.Dest != dp.Source {
-			arrow = quoteIdent(dp.Source) + " -> " + quoteIdent(dp.Dest)
+			arrow = dump.QuoteIdent(dp.Source) + " -> " + dump.QuoteIdent(dp.Dest)
 		}
 		fmt.Fprintf(w, "  database:     %s (%s)\n", arrow, what)
 		var names []string

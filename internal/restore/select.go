@@ -194,7 +194,7 @@ func parseTables(list []string, dbs []dump.Database, as string) (map[string]map[
 		}
 		if !found {
 			return nil, withKind(ErrSelection, fmt.Errorf("--tables: %s is not a table, view or sequence of database %s in the set; it has: %s",
-				quoteIdent(name), quoteIdent(db.Name), quoteList(tableNames(db))))
+				dump.QuoteIdent(name), dump.QuoteIdent(db.Name), quoteList(tableNames(db))))
 		}
 		if out[db.Name] == nil {
 			out[db.Name] = map[string]bool{}
@@ -255,16 +255,15 @@ func quoteList(names []string) string {
 		s = s[:max]
 	}
 	for i := range s {
-		s[i] = quoteIdent(s[i])
+		s[i] = dump.QuoteIdent(s[i])
 	}
 	return strings.Join(s, ", ") + more
 }
 
 // quoteIdent quotes a MySQL identifier.
-func quoteIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
 
 // qualified is `db`.`name`.
-func qualified(db, name string) string { return quoteIdent(db) + "." + quoteIdent(name) }
+func qualified(db, name string) string { return dump.QuoteIdent(db) + "." + dump.QuoteIdent(name) }
 
 // quoteString is a MySQL string literal that is safe under any sql_mode (NO_BACKSLASH_ESCAPES
 // included): backslashes are not used as escapes, and every quote is doubled.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/backupd/backupd/internal/dump"
+	"github.com/backupd/backupd/internal/humanize"
 )
 
 // testDump is a set with two databases: "shop" (tables orders and users, a view, a trigger on
@@ -209,7 +210,7 @@ func TestSplitSecondaryIndexes(t *testing.T) {
 
 func TestOneLine(t *testing.T) {
 	inner := errors.Join(errors.New("target a: refused"), errors.New("target b: gone"))
-	err := OneLine(withKind(ErrUnreachable, fmt.Errorf("no target: %w", inner)))
+	err := humanize.OneLine(withKind(ErrUnreachable, fmt.Errorf("no target: %w", inner)))
 	if got, want := err.Error(), "no target: target a: refused; target b: gone"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}

@@ -302,7 +302,7 @@ func sameSet(got []string, want map[string]bool) bool {
 
 func setPacks(t testing.TB, tg backupset.Target, id string) []string {
 	t.Helper()
-	m, err := backupset.ReadManifest(context.Background(), tg, testPolicy, id)
+	m, err := backupset.ReadManifest(context.Background(), tg, testPolicy, id, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

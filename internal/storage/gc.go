@@ -51,6 +51,14 @@ type GCResult struct {
 	Deferred []string
 	// RetiredMarkers lists markers removed because their set committed or they went stale.
 	RetiredMarkers []string
+	// Untrusted lists the sets whose manifest is present but not trusted ("ID: reason", see
+	// backupset.Committed). They do not stop the collection, but what they may reference is
+	// kept: the packs their manifest lists when it parses that far, otherwise every pack
+	// written before the set's last object (plus Grace) — see KeptUntrusted.
+	Untrusted []string
+	// KeptUntrusted lists unreferenced packs kept because an untrusted set whose references
+	// cannot be read may need them.
+	KeptUntrusted []GCObject
 }
 
 // GC deletes the packs of a policy's blob area on one target that no committed set references.
@@ -58,8 +66,13 @@ type GCResult struct {
 //
 // The rule, and why it is safe while a backup runs (on this or another host):
 //
-//  1. mark: read every committed manifest and collect the packs its files section lists;
-//     an unreadable manifest aborts the collection, since its references are unknown;
+//  1. mark: read every committed manifest and collect the packs its files section lists; a
+//     manifest the target fails to return aborts the collection, since its references are
+//     unknown. A manifest that is present but not trusted (backupset.Committed) may still be
+//     a real set's, damaged or from a newer backupd: the packs it lists are marked when it
+//     parses that far; when it does not, every pack no newer than the set's last object
+//     (plus Grace) is kept, since a set only references packs written before its manifest.
+//     A planted manifest so holds back the collection of older packs, never of later ones;
 //  2. list the blob area (packs, headers, in-progress markers);
 //  3. look at markers: a marker whose set has committed, or older than MarkerMaxAge, is
 //     retired; any other marker is a snapshot in progress and defers all pack deletion;
@@ -94,8 +107,7 @@ func GC(ctx context.Context, t backupset.Target, policy string, opts GCOptions) 
 	res := &GCResult{DryRun: opts.DryRun}
 
 	// 1. mark
-	marked := map[string]bool{}
-	counted := map[string]bool{}
+	mk := &marking{marked: map[string]bool{}, counted: map[string]bool{}, now: now()}
 	sets, err := backupset.SetKeys(ctx, t, policy)
 	if err != nil {
 		return res, err
@@ -103,7 +115,7 @@ func GC(ctx context.Context, t backupset.Target, policy string, opts GCOptions) 
 	if gcTestHookListed != nil {
 		gcTestHookListed()
 	}
-	if err := markSets(ctx, t, policy, sets, counted, marked, res); err != nil {
+	if err := mk.markSets(ctx, t, policy, sets, res); err != nil {
 		return res, err
 	}
 
@@ -138,21 +150,19 @@ func GC(ctx context.Context, t backupset.Target, policy string, opts GCOptions) 
 		return res, fmt.Errorf("list %s: %w", blobsPrefix(policy), err)
 	}
 
-	// 3. markers, against a fresh listing of sets
+	// 3. markers, against a fresh listing of sets; 4. mark again (first, so that a marker is
+	// retired only when its set's manifest was read and trusted)
 	sets, err = backupset.SetKeys(ctx, t, policy)
 	if err != nil {
 		return res, err
 	}
-	committed := map[string]bool{}
-	for _, s := range sets {
-		if s.Committed {
-			committed[s.ID] = true
-		}
+	if err := mk.markSets(ctx, t, policy, sets, res); err != nil {
+		return res, err
 	}
 	var retire []string
 	for _, m := range markers {
 		switch {
-		case committed[m.set]:
+		case mk.counted[m.set] && !mk.untrusted[m.set]:
 			retire = append(retire, m.info.Key)
 		case now().Sub(m.info.ModTime) >= opts.MarkerMaxAge:
 			log.Warn("in-progress marker is stale; its snapshot never committed", "set", m.set, "key", m.info.Key)
@@ -160,11 +170,6 @@ func GC(ctx context.Context, t backupset.Target, policy string, opts GCOptions) 
 		default:
 			res.Deferred = append(res.Deferred, m.info.Key)
 		}
-	}
-
-	// 4. mark again
-	if err := markSets(ctx, t, policy, sets, counted, marked, res); err != nil {
-		return res, err
 	}
 
 	// 5. sweep
@@ -179,7 +184,7 @@ func GC(ctx context.Context, t backupset.Target, policy string, opts GCOptions) 
 		if p.pack != nil {
 			res.Packs++
 		}
-		if marked[id] {
+		if mk.marked[id] {
 			if p.pack != nil {
 				res.Referenced++
 				res.ReferencedBytes += p.pack.Size
@@ -195,6 +200,12 @@ func GC(ctx context.Context, t backupset.Target, policy string, opts GCOptions) 
 		if now().Sub(newest) < opts.Grace {
 			if p.pack != nil {
 				res.KeptYoung = append(res.KeptYoung, GCObject{Key: p.pack.Key, Size: p.pack.Size, ModTime: p.pack.ModTime})
+			}
+			continue
+		}
+		if !mk.unreadableUntil.IsZero() && !newest.After(mk.unreadableUntil.Add(opts.Grace)) {
+			if p.pack != nil {
+				res.KeptUntrusted = append(res.KeptUntrusted, GCObject{Key: p.pack.Key, Size: p.pack.Size, ModTime: p.pack.ModTime})
 			}
 			continue
 		}
@@ -227,7 +238,7 @@ func GC(ctx context.Context, t backupset.Target, policy string, opts GCOptions) 
 	}
 	log.Info("garbage collection finished", "dry_run", opts.DryRun, "sets", len(res.Sets), "packs", res.Packs,
 		"referenced", res.Referenced, "deleted", len(res.Deleted), "deleted_bytes", res.DeletedBytes,
-		"kept_young", len(res.KeptYoung), "deferred", len(res.Deferred))
+		"kept_young", len(res.KeptYoung), "deferred", len(res.Deferred), "untrusted_sets", len(res.Untrusted), "kept_untrusted", len(res.KeptUntrusted))
 	return res, nil
 }
 
@@ -235,31 +246,63 @@ func GC(ctx context.Context, t backupset.Target, policy string, opts GCOptions) 
 // their manifests.
 var gcTestHookListed func()
 
-func markSets(ctx context.Context, t backupset.Target, policy string, sets []backupset.SetEntry, counted, marked map[string]bool, res *GCResult) error {
+// marking is what the mark steps of one collection have learnt.
+type marking struct {
+	now     time.Time
+	marked  map[string]bool // packs referenced
+	counted map[string]bool // sets whose manifest was read
+	// untrusted sets, and the last write of those whose references could not be read
+	untrusted       map[string]bool
+	unreadableUntil time.Time
+}
+
+func (mk *marking) markSets(ctx context.Context, t backupset.Target, policy string, sets []backupset.SetEntry, res *GCResult) error {
 	for _, s := range sets {
-		if !s.Committed || counted[s.ID] {
+		if !s.Committed || mk.counted[s.ID] {
 			continue
 		}
-		m, err := backupset.ReadManifest(ctx, t, policy, s.ID)
-		if errors.Is(err, targets.ErrNotFound) {
+		m, err := backupset.ReadManifest(ctx, t, policy, s.ID, mk.now)
+		var ue *backupset.UntrustedError
+		switch {
+		case errors.Is(err, targets.ErrNotFound):
 			continue // deleted since the listing: it protects nothing any more
-		}
-		if err != nil {
+		case errors.As(err, &ue):
+			mk.counted[s.ID] = true
+			if mk.untrusted == nil {
+				mk.untrusted = map[string]bool{}
+			}
+			mk.untrusted[s.ID] = true
+			res.Untrusted = append(res.Untrusted, s.ID+": "+ue.Reason)
+			if ue.Parsed != nil {
+				if d, err := ParseDescription(ue.Parsed.Files); err == nil {
+					mk.mark(d)
+					continue
+				}
+			}
+			if s.LastModified.After(mk.unreadableUntil) {
+				mk.unreadableUntil = s.LastModified
+			}
+			continue
+		case err != nil:
 			return fmt.Errorf("garbage collection stopped, nothing deleted: %w (the set's references are unknown; repair or delete that set first)", err)
 		}
 		d, err := ParseDescription(m.Files)
 		if err != nil {
 			return fmt.Errorf("garbage collection stopped, nothing deleted: set %s: %w", s.ID, err)
 		}
-		counted[s.ID] = true
+		mk.counted[s.ID] = true
 		res.Sets = append(res.Sets, s.ID)
-		for _, src := range d.Sources {
-			for _, p := range src.Packs {
-				marked[p] = true
-			}
-		}
+		mk.mark(d)
 	}
 	return nil
+}
+
+func (mk *marking) mark(d *Description) {
+	for _, src := range d.Sources {
+		for _, p := range src.Packs {
+			mk.marked[p] = true
+		}
+	}
 }
 
 // SetUsage is how much of the blob area one committed set keeps alive on a target.
@@ -274,7 +317,7 @@ type SetUsage struct {
 
 // Usage accounts the blob area's packs to the committed sets of a policy on one target, so
 // retention can say what deleting a set frees. Pack sizes come from one listing.
-func Usage(ctx context.Context, t backupset.Target, policy string) ([]SetUsage, error) {
+func Usage(ctx context.Context, t backupset.Target, policy string, now time.Time) ([]SetUsage, error) {
 	sets, err := backupset.SetKeys(ctx, t, policy)
 	if err != nil {
 		return nil, err
@@ -290,7 +333,10 @@ func Usage(ctx context.Context, t backupset.Target, policy string) ([]SetUsage, 
 		if !s.Committed {
 			continue
 		}
-		m, err := backupset.ReadManifest(ctx, t, policy, s.ID)
+		m, err := backupset.ReadManifest(ctx, t, policy, s.ID, now)
+		if errors.Is(err, backupset.ErrUntrusted) {
+			continue // not a set retention can delete
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -118,14 +119,42 @@ func TestGCRules(t *testing.T) {
 			},
 		},
 		{
-			name: "an unreadable manifest stops everything",
+			name: "an unreadable manifest keeps every older pack and does not stop the collection",
 			setup: func(t *testing.T, ctx context.Context, d backupset.Dest, k testKeys) {
 				body := []byte("{not json")
 				if err := d.Target.Put(ctx, backupset.ManifestKey(testPolicy, nextSetID()), bytes.NewReader(body), int64(len(body))); err != nil {
 					t.Fatal(err)
 				}
 			},
-			opts: GCOptions{Now: later(7 * time.Hour)}, wantErr: "garbage collection stopped, nothing deleted",
+			opts: GCOptions{Now: later(7 * time.Hour)},
+			check: func(t *testing.T, res *GCResult) {
+				if len(res.Untrusted) != 1 || len(res.KeptUntrusted) == 0 || len(res.Sets) != 1 {
+					t.Errorf("untrusted %v, kept for it %d packs, counted sets %v; want one untrusted set keeping the garbage, one set counted",
+						res.Untrusted, len(res.KeptUntrusted), res.Sets)
+				}
+			},
+		},
+		{
+			name: "a future-dated manifest that parses keeps the packs it lists",
+			setup: func(t *testing.T, ctx context.Context, d backupset.Dest, k testKeys) {
+				id := backupset.NewID(time.Now().Add(1000 * time.Hour))
+				var packs []string
+				for _, p := range listPackIDs(t, d.Target) {
+					packs = append(packs, p)
+				}
+				desc, _ := json.Marshal(Description{Version: DescriptionVersion, Sources: []SourceSummary{{Name: "up", Packs: packs}}})
+				body, _ := json.Marshal(backupset.Manifest{FormatVersion: backupset.FormatVersion, SetID: id, Policy: testPolicy, Files: desc})
+				if err := d.Target.Put(ctx, backupset.ManifestKey(testPolicy, id), bytes.NewReader(body), int64(len(body))); err != nil {
+					t.Fatal(err)
+				}
+			},
+			opts: GCOptions{Now: later(7 * time.Hour)},
+			check: func(t *testing.T, res *GCResult) {
+				if len(res.Untrusted) != 1 || !strings.Contains(res.Untrusted[0], "in the future") || len(res.KeptUntrusted) != 0 {
+					t.Errorf("untrusted %v, kept for it %d packs; want one set dated in the future whose listed packs are marked",
+						res.Untrusted, len(res.KeptUntrusted))
+				}
+			},
 		},
 	}
 	for _, tt := range tests {
@@ -235,7 +264,7 @@ func TestGCWhileASnapshotRuns(t *testing.T) {
 func TestUsage(t *testing.T) {
 	ctx, _, d, _, id2, garbage := gcScenario(t)
 	_ = garbage
-	u, err := Usage(ctx, d.Target, testPolicy)
+	u, err := Usage(ctx, d.Target, testPolicy, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

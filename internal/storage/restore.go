@@ -35,6 +35,7 @@ type RestoreOptions struct {
 	SpoolDir  string // temporary files (the index stream; multi-chunk files bound for a bucket)
 	Workers   int    // packs read in parallel; default 4
 	Logger    *slog.Logger
+	Now       func() time.Time // injected clock, for judging the manifest; time.Now when nil
 }
 
 // RestoreResult describes a finished restore.

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/seal"
@@ -24,8 +25,12 @@ func openIndexRoot(ctx context.Context, from []backupset.Dest, opts RestoreOptio
 		man  *backupset.Manifest
 		errs []error
 	)
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
 	for _, d := range from {
-		m, err := backupset.ReadManifest(ctx, d.Target, opts.Policy, opts.SetID)
+		m, err := backupset.ReadManifest(ctx, d.Target, opts.Policy, opts.SetID, now())
 		if err != nil {
 			errs = append(errs, fmt.Errorf("target %s: %w", d.Name, err))
 			continue

@@ -145,6 +145,7 @@ func snapshot(ctx context.Context, spec SourceSpec, sink SetSink, dests []backup
 	log = log.With("policy", opts.Policy, "set", opts.SetID, "storage", spec.Name)
 
 	st := newStore(opts.Policy, dests, opts.Recipients, opts.Level, opts.PackSize, keys, log)
+	st.now = now
 	res := &SnapshotResult{Source: spec.Name, Kind: spec.kind(), Index: IndexObjectName(spec.Name), Uploaded: map[string]int64{}}
 	sn := &snapshotter{st: st, res: res, log: log, match: match, keys: keys, now: now, spec: spec, opts: opts}
 

@@ -70,13 +70,22 @@ func (sn *snapshotter) retireMarkers(ctx context.Context) {
 		if err != nil {
 			continue // load reports the target's trouble
 		}
-		committed := map[string]bool{}
+		listed := map[string]bool{}
 		for _, s := range sets {
-			committed[s.ID] = s.Committed
+			listed[s.ID] = s.Committed
+		}
+		// committed reads the manifest only of a set that has a marker: the marker goes only
+		// once its set's manifest is trusted (backupset.Committed).
+		committed := func(set string) bool {
+			if !listed[set] {
+				return false
+			}
+			_, err := backupset.ReadManifest(ctx, d.Target, sn.opts.Policy, set, sn.now())
+			return err == nil
 		}
 		var stale []string
 		err = d.Target.List(ctx, pendingPrefix(sn.opts.Policy), func(oi targets.ObjectInfo) error {
-			if set, _, ok := parseMarkerKey(sn.opts.Policy, oi.Key); ok && committed[set] {
+			if set, _, ok := parseMarkerKey(sn.opts.Policy, oi.Key); ok && committed(set) {
 				stale = append(stale, oi.Key)
 			}
 			return nil

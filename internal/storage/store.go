@@ -13,6 +13,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"filippo.io/age"
 
@@ -44,6 +45,7 @@ type store struct {
 	packSize   int64
 	keys       *keyring
 	log        *slog.Logger
+	now        func() time.Time
 	all        uint64 // bit i: dests[i]
 
 	packs   []knownPack // every pack this snapshot may reference
@@ -393,7 +395,7 @@ func (s *store) uploadPack(ctx context.Context, p *openPack) {
 func (s *store) load(ctx context.Context) (warnings []string, err error) {
 	live := make([]map[string]bool, len(s.dests))
 	for i, d := range s.dests {
-		base, w, err := newestDescription(ctx, d.Target, s.policy)
+		base, w, err := newestDescription(ctx, d.Target, s.policy, s.now())
 		warnings = append(warnings, w...)
 		if err != nil {
 			return warnings, fmt.Errorf("target %s: %w", d.Name, err)
@@ -574,7 +576,7 @@ func listPacks(ctx context.Context, t backupset.Target, policy string) (map[stri
 
 // newestDescription returns the files section of the newest committed set that has one.
 // Unreadable manifests are skipped with a warning: dedup is an optimisation.
-func newestDescription(ctx context.Context, t backupset.Target, policy string) (*Description, []string, error) {
+func newestDescription(ctx context.Context, t backupset.Target, policy string, now time.Time) (*Description, []string, error) {
 	sets, err := backupset.SetKeys(ctx, t, policy)
 	if err != nil {
 		return nil, nil, err
@@ -584,7 +586,7 @@ func newestDescription(ctx context.Context, t backupset.Target, policy string) (
 		if !sets[i].Committed {
 			continue
 		}
-		m, err := backupset.ReadManifest(ctx, t, policy, sets[i].ID)
+		m, err := backupset.ReadManifest(ctx, t, policy, sets[i].ID, now)
 		if err != nil {
 			warnings = append(warnings, fmt.Sprintf("set %s: %v", sets[i].ID, err))
 			continue
