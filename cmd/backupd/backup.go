@@ -25,7 +25,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	backup.Version = version
+	backup.Version = buildVersion()
 	opts := backup.Options{Logger: newLogger(stderr, *verbose)}
 	if isTerminal(stderr) {
 		opts.Progress = stderr
