@@ -72,6 +72,17 @@ scripts/testenv.sh install
 step "starting the test servers (scripts/testenv.sh start)"
 scripts/testenv.sh start --started-file "$started_file"
 
+# The Dockerfile's build step, exercised on every run although no container engine runs here:
+# the same script, then the static binary must run the commands the image runs.
+step "building the static binary (scripts/build.sh) and smoke-testing it"
+bin="$(scripts/build.sh -o bin/backupd)"
+if ! go version -m "$bin" | grep -q 'CGO_ENABLED=0'; then
+	step "$bin is not static: go version -m shows no CGO_ENABLED=0"
+	exit 1
+fi
+"$bin" version
+"$bin" check-config --config policies/default.yaml >/dev/null
+
 step "go vet ${pkgs[*]}"
 if ! go vet "${pkgs[@]}"; then
 	step "go vet failed; not running the tests"

@@ -68,7 +68,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := newLogger(stderr, *verbose)
 	rep, err := drill.Run(ctx, drill.Options{
 		Config: cfg, Policy: p, SetID: *setID, Identities: ids, Threads: *threads,
-		Logger: log, Tool: "backupd " + version, NoMail: *noMail,
+		Logger: log, Tool: "backupd " + buildVersion(), NoMail: *noMail,
 		TargetOptions: targets.Options{Logger: log, Retry: restoreTargetRetry},
 	})
 	if ctx.Err() != nil {

@@ -45,7 +45,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	log := newLogger(stderr, *verbose)
-	d, err := daemon.New(cfg, daemon.Options{Logger: log, Version: version, Driller: daemonDriller{log: log}, StorageGC: storageGC(log)})
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, Version: buildVersion(), Driller: daemonDriller{log: log}, StorageGC: storageGC(log)})
 	if err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func (dr daemonDriller) Drill(ctx context.Context, cfg *config.Config, p *config
 	if err != nil {
 		return daemon.DrillOutcome{Err: err}, err
 	}
-	rep, err := drill.Run(ctx, drill.Options{Config: cfg, Policy: p, Identities: ids, Logger: dr.log, Tool: "backupd " + version})
+	rep, err := drill.Run(ctx, drill.Options{Config: cfg, Policy: p, Identities: ids, Logger: dr.log, Tool: "backupd " + buildVersion()})
 	if rep == nil {
 		return daemon.DrillOutcome{Err: err}, err
 	}

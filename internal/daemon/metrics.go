@@ -102,8 +102,15 @@ func newMetrics(reg prometheus.Registerer, version string) *Metrics {
 // runtime and process collectors.
 func newRegistry(version string) (*prometheus.Registry, *Metrics, *targets.Metrics) {
 	reg := prometheus.NewRegistry()
+	m, tm := registerAll(reg, version)
+	return reg, m, tm
+}
+
+// registerAll registers with reg every collector /metrics serves; ExportedSeries lists them
+// through it too, so the list cannot miss one.
+func registerAll(reg prometheus.Registerer, version string) (*Metrics, *targets.Metrics) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return reg, newMetrics(reg, version), targets.NewMetrics(reg)
+	return newMetrics(reg, version), targets.NewMetrics(reg)
 }
 
 func (m *Metrics) error(policy, kind string) { m.errors.WithLabelValues(policy, kind).Inc() }
