@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench-backup.sh [SCALE [DB]] — backupd backup to MinIO against the reference pipeline
 # `mariadb-dump --single-transaction --quick | zstd -3 | age -r KEY > file`, measured in the
-# same run on the same data (../shared/bench/make-shop.sh SCALE, generated once into
+# same run on the same data (internal/testenv/cmd/shopgen --scale SCALE, generated once into
 # DB, default bench_shop1 for scale 1, bench_shop for 0.1, bench_shop_<SCALE> otherwise, and kept). Prints wall times, the ratio and backupd's peak RSS.
 # Needs the test servers: scripts/testenv.sh start.
 set -euo pipefail
@@ -18,8 +18,8 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 if ! mariadb -uroot -N -e "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME='$db'" | grep -q 1; then
-  echo "generating $db (make-shop.sh $scale)…"
-  ../shared/bench/make-shop.sh "$scale" "$db"
+  echo "generating $db (shopgen --scale $scale)…"
+  go run ./internal/testenv/cmd/shopgen --scale "$scale" --database "$db"
 fi
 eval "$(scripts/testenv.sh env)"
 go build -o "$work/backupd" ./cmd/backupd

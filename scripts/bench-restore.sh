@@ -5,13 +5,13 @@
 #      (defaults: --threads = number of CPUs, verification on), with /usr/bin/time -v
 #   2. `myloader -t 2` of a `mydumper -t 2` dump of DB
 #   3. `age -d | zstd -d | mariadb` as one stream, of a `mariadb-dump --single-transaction
-#      --quick | zstd | age` file of DB (slow: about 5 min for make-shop.sh 1; SKIP_STREAM=1
+#      --quick | zstd | age` file of DB (slow: about 5 min for the shop database at scale 1; SKIP_STREAM=1
 #      leaves it out)
 #   4. with COMPARE_DEFER=1, `backupd restore --defer-indexes=false` too
 #   5. with COMPARE_INSERTS=1, `backupd restore --load-data=false` too (the INSERT statements
 #      as written instead of LOAD DATA)
 #
-# DB defaults to bench_shop1 (../shared/bench/make-shop.sh 1 bench_shop1). Every restored copy
+# DB defaults to bench_shop1 (go run ./internal/testenv/cmd/shopgen --scale 1 --database bench_shop1). Every restored copy
 # is dropped again; DB itself is only read. Needs the test servers (scripts/testenv.sh start),
 # mariadb-client, mydumper, age, zstd and GNU time. Results go to stdout and $WORK/results.txt.
 set -euo pipefail
@@ -30,7 +30,7 @@ for tool in age zstd mydumper myloader mariadb-dump /usr/bin/time curl; do
 	command -v "$tool" >/dev/null || die "$tool is missing (scripts/testenv.sh install, apt-get install time curl)"
 done
 $MYSQL -N -e "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '$DB'" | grep -q 1 ||
-	die "database $DB does not exist: make it with ../shared/bench/make-shop.sh 1 $DB"
+	die "database $DB does not exist: make it with go run ./internal/testenv/cmd/shopgen --scale 1 --database $DB"
 eval "$("$ROOT/scripts/testenv.sh" env)"
 EP=$BACKUPD_TEST_MINIO_ENDPOINT
 AK=$BACKUPD_TEST_MINIO_ACCESS_KEY

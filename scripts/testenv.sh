@@ -19,6 +19,9 @@
 # versitygw 19100 (…_VERSITYGW_PORT), mailpit SMTP 19025 / HTTP 19026 (…_MAILPIT_SMTP_PORT,
 # …_MAILPIT_HTTP_PORT), toxiproxy API 18474 (…_TOXIPROXY_PORT). Everything lives under
 # .tools/: binaries in .tools/bin, data, logs and pid files in .tools/run.
+# BACKUPD_TESTENV_REUSE_BIN=DIR makes install link a server from DIR (another checkout's
+# .tools/bin) when DIR's binary is built from the pinned version, instead of building it again;
+# the clone test (standalone_test.go) uses it so that its fresh clone skips the MinIO build.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -92,6 +95,11 @@ install_go() {
 	have="$(built_mod "$BIN/$name")"
 	if [ "$have" = "$mod" ]; then
 		say "$name: $mod already installed"
+		return 0
+	fi
+	if [ -n "${BACKUPD_TESTENV_REUSE_BIN:-}" ] && [ "$(built_mod "$BACKUPD_TESTENV_REUSE_BIN/$name")" = "$mod" ]; then
+		ln -sfn "$BACKUPD_TESTENV_REUSE_BIN/$name" "$BIN/$name"
+		say "$name: $mod linked from $BACKUPD_TESTENV_REUSE_BIN"
 		return 0
 	fi
 	# A binary another run built under go install's own name is just as good.

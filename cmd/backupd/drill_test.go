@@ -19,8 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/drill"
@@ -28,9 +26,10 @@ import (
 	"github.com/backupd/backupd/internal/seal"
 	"github.com/backupd/backupd/internal/targets"
 	"github.com/backupd/backupd/internal/testenv"
+	"github.com/backupd/backupd/internal/testenv/shop"
 )
 
-// TestDrillAcceptance is the drill's acceptance: a set holding Sakila and make-shop.sh 0.1 on
+// TestDrillAcceptance is the drill's acceptance: a set holding Sakila and the shop database (scale 0.1) on
 // MinIO and versitygw drills to PASS into an embedded scratch server (no scratch configured),
 // the report is mailed (mailpit) with the table results in its HTML part and stored on both
 // targets, and nothing is left behind — also when the drill is stopped with SIGTERM while it
@@ -338,26 +337,14 @@ policies:
 	}
 }
 
-// drillLoadShop generates make-shop.sh 0.1 under a unique name, dropped when the test ends.
+// drillLoadShop generates the shop database at scale 0.1 under a unique name, dropped when the
+// test ends.
 func drillLoadShop(t *testing.T, dsn string) string {
 	t.Helper()
 	name := testenv.UniqueName("bk_shop")
 	testenv.DropDatabaseLater(t, dsn, name)
-	c, err := mysql.ParseDSN(dsn)
-	if err != nil {
+	if _, err := shop.Generate(context.Background(), shop.Options{DSN: dsn, Database: name, Scale: 0.1}); err != nil {
 		t.Fatal(err)
-	}
-	client := "mariadb --user=" + c.User
-	if c.Net == "unix" {
-		client += " --socket=" + c.Addr
-	} else {
-		host, port, _ := strings.Cut(c.Addr, ":")
-		client += " --protocol=TCP --host=" + host + " --port=" + port
-	}
-	cmd := exec.Command("bash", filepath.Join(testenv.SharedDir(t), "bench", "make-shop.sh"), "0.1", name)
-	cmd.Env = append(os.Environ(), "MYSQL="+client, "MYSQL_PWD="+c.Passwd)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make-shop.sh 0.1: %v\n%s", err, out)
 	}
 	return name
 }

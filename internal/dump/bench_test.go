@@ -6,12 +6,16 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/backupd/backupd/internal/testenv/shop"
 )
 
-// The benchmark database: ../shared/bench/make-shop.sh SCALE DB, generated once when missing.
+// The benchmark database: the shop database (internal/testenv/shop) at SCALE as DB, generated
+// once when missing.
 // BACKUPD_BENCH_DB (default bench_shop) and BACKUPD_BENCH_SCALE (default 0.1) choose it.
 //
 //	go test ./internal/dump -run '^$' -bench . -benchtime 3x
@@ -33,25 +37,15 @@ func benchDatabase(b *testing.B) (string, *sql.DB, string) {
 		b.Fatal(err)
 	}
 	if n == 0 {
-		args, env := cliArgs(b, dsn)
-		cmd := exec.Command("bash", "../../../shared/bench/make-shop.sh", scale, name)
-		cmd.Env = append(env, "MYSQL=mariadb "+joinArgs(args))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("generate %s: %v\n%s", name, err, out)
+		f, err := strconv.ParseFloat(scale, 64)
+		if err != nil {
+			b.Fatalf("BACKUPD_BENCH_SCALE %q: want a number such as 0.1 or 1", scale)
+		}
+		if _, err := shop.Generate(context.Background(), shop.Options{DSN: dsn, Database: name, Scale: f}); err != nil {
+			b.Fatal(err)
 		}
 	}
 	return name, db, dsn
-}
-
-func joinArgs(a []string) string {
-	s := ""
-	for i, x := range a {
-		if i > 0 {
-			s += " "
-		}
-		s += x
-	}
-	return s
 }
 
 type discardSink struct{}

@@ -181,9 +181,9 @@ var sakilaWord = regexp.MustCompile(`\bsakila\b`)
 func loadSakila(t *testing.T, dsn, name string) {
 	t.Helper()
 	for _, f := range []string{"sakila-schema.sql", "sakila-data.sql"} {
-		b, err := os.ReadFile("../../../shared/fixtures/sakila/" + f)
+		b, err := os.ReadFile("../../testdata/sakila/" + f)
 		if err != nil {
-			t.Fatalf("read the Sakila fixture (expected beside the repository as ../shared): %v", err)
+			t.Fatalf("read the Sakila fixture (testdata/sakila at the repository's top): %v", err)
 		}
 		mariadbCLI(t, dsn, sakilaWord.ReplaceAll(b, []byte(name)))
 	}

@@ -27,7 +27,7 @@ func UniqueName(prefix string) string {
 	return prefix + "_" + hex.EncodeToString(b)
 }
 
-// RepoRoot is the directory holding go.mod; shared fixtures are at RepoRoot()/../shared.
+// RepoRoot is the directory holding go.mod; fixtures are under RepoRoot()/testdata.
 func RepoRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
@@ -44,17 +44,6 @@ func RepoRoot(t testing.TB) string {
 		}
 		dir = parent
 	}
-}
-
-// SharedDir is ../shared beside the repository (read-only fixtures, bench scripts); the test
-// fails when it is missing.
-func SharedDir(t testing.TB) string {
-	t.Helper()
-	d := filepath.Join(RepoRoot(t), "..", "shared")
-	if _, err := os.Stat(filepath.Join(d, "fixtures")); err != nil {
-		t.Fatalf("shared fixtures not found at %s: %v (the repository expects ../shared beside it)", d, err)
-	}
-	return d
 }
 
 // ClientArgs returns the connection arguments of the stock mariadb client tools (mariadb,
@@ -125,7 +114,7 @@ func DropDatabaseLater(t testing.TB, dsn, name string) {
 
 var sakilaWord = regexp.MustCompile(`\bsakila\b`)
 
-// LoadSakila loads ../shared/fixtures/sakila under a unique database name, dropped when the
+// LoadSakila loads testdata/sakila under a unique database name, dropped when the
 // test ends, and returns the name.
 func LoadSakila(t testing.TB, dsn string) string {
 	t.Helper()
@@ -135,11 +124,11 @@ func LoadSakila(t testing.TB, dsn string) string {
 	return name
 }
 
-// LoadSakilaAs loads ../shared/fixtures/sakila as database name (the caller drops it).
+// LoadSakilaAs loads testdata/sakila as database name (the caller drops it).
 func LoadSakilaAs(t testing.TB, dsn, name string) {
 	t.Helper()
 	for _, f := range []string{"sakila-schema.sql", "sakila-data.sql"} {
-		b, err := os.ReadFile(filepath.Join(SharedDir(t), "fixtures", "sakila", f))
+		b, err := os.ReadFile(filepath.Join(RepoRoot(t), "testdata", "sakila", f))
 		if err != nil {
 			t.Fatalf("read sakila fixture: %v", err)
 		}
