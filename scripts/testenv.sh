@@ -181,7 +181,12 @@ alive() {
 	[ -f "$pidfile" ] || return 1
 	pid="$(cat "$pidfile" 2>/dev/null)"
 	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-	# A recycled pid belongs to some other program: check it is ours.
+	# A recycled pid belongs to some other program: check it runs one of our binaries,
+	# comparing resolved paths (a worktree's .tools may be a symlink to another checkout's).
+	local exe bin
+	exe="$(readlink -f "/proc/$pid/exe" 2>/dev/null)" || return 1
+	bin="$(readlink -f "$BIN" 2>/dev/null)" || return 1
+	case "$exe" in "$bin"/*) return 0 ;; esac
 	grep -qF "$BIN/" "/proc/$pid/cmdline" 2>/dev/null
 }
 
