@@ -26,7 +26,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	backup.Version = version
-	opts := backup.Options{Logger: newLogger(stderr, *verbose)}
+	opts := backup.Options{Logger: newLogger(ctx, stderr, *verbose)}
 	if isTerminal(stderr) {
 		opts.Progress = stderr
 	}

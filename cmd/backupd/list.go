@@ -43,7 +43,7 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, false)
+	log := newLogger(ctx, stderr, false)
 	dests, err := backup.OpenTargets(cfg, p, targets.Options{Logger: log})
 	if err != nil {
 		return err

@@ -201,6 +201,6 @@ func runStorageRestore(ctx context.Context, stdout, stderr io.Writer, f storageR
 	if err != nil {
 		return err
 	}
-	r.cfg, r.policy, r.log = cfg, p, newLogger(stderr, f.verbose)
+	r.cfg, r.policy, r.log = cfg, p, newLogger(ctx, stderr, f.verbose)
 	return r.run(ctx, stdout)
 }

@@ -45,7 +45,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, *verbose)
+	log := newLogger(ctx, stderr, *verbose)
 	backup.Version = version
 	d, err := daemon.New(cfg, daemon.Options{Logger: log, Version: version, Driller: daemonDriller{log: log}, StorageGC: storageGC(log)})
 	if err != nil {
