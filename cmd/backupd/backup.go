@@ -25,7 +25,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	opts := backup.Options{Logger: newLogger(stderr, *verbose), Version: buildVersion()}
+	opts := backup.Options{Logger: newLogger(ctx, stderr, *verbose), Version: buildVersion()}
 	if isTerminal(stderr) {
 		opts.Progress = stderr
 	}

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -60,19 +59,6 @@ func pickPolicy(cfg *config.Config, name string) (*config.Policy, error) {
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
-}
-
-// newLogger returns the process logger: human text on a terminal, JSON otherwise.
-func newLogger(stderr io.Writer, verbose bool) *slog.Logger {
-	level := slog.LevelInfo
-	if verbose {
-		level = slog.LevelDebug
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if isTerminal(stderr) {
-		return slog.New(slog.NewTextHandler(stderr, opts))
-	}
-	return slog.New(slog.NewJSONHandler(stderr, opts))
 }
 
 // policyFlags are --config and --policy, which most commands take.

@@ -65,7 +65,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return &operatorError{fmt.Errorf("cannot load the private key a drill decrypts the set with: %w", err)}
 	}
-	log := newLogger(stderr, *verbose)
+	log := newLogger(ctx, stderr, *verbose)
 	rep, err := drill.Run(ctx, drill.Options{
 		Config: cfg, Policy: p, SetID: *setID, Identities: ids, Threads: *threads,
 		Logger: log, Tool: "backupd " + buildVersion(), NoMail: *noMail,
@@ -115,7 +115,7 @@ func runDrillHistory(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, false)
+	log := newLogger(ctx, stderr, false)
 	dests, err := cfg.OpenTargets(p, targets.Options{Logger: log, Retry: restoreTargetRetry})
 	if err != nil {
 		return err

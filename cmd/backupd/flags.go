@@ -19,6 +19,7 @@ func newFlagSet(name, usage string, stdout io.Writer) *flag.FlagSet {
 		fmt.Fprintf(stdout, "Usage: backupd %s %s\n\nOptions:\n", name, usage)
 		fs.SetOutput(stdout)
 		fs.PrintDefaults()
+		fmt.Fprint(stdout, "\nGlobal options:\n"+globalUsage)
 		fs.SetOutput(io.Discard)
 	}
 	return fs

@@ -46,7 +46,7 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, false)
+	log := newLogger(ctx, stderr, false)
 	dests, err := cfg.OpenTargets(p, targets.Options{Logger: log})
 	if err != nil {
 		return err

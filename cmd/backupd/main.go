@@ -82,6 +82,12 @@ func main() {
 
 // run executes one command line and returns the process exit code; tests call it directly.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	format, args, ferr := extractLogFormat(args)
+	if ferr != nil {
+		fmt.Fprintf(stderr, "backupd: %v\n", ferr)
+		return exitUsage
+	}
+	ctx = withLogFormat(ctx, format)
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printHelp(stdout)
 		if len(args) == 0 {
@@ -134,7 +140,7 @@ func exitCode(ctx context.Context, stderr io.Writer, name string, err error) int
 func printHelp(w io.Writer) {
 	fmt.Fprintln(w, "backupd — consistent, encrypted MySQL/MariaDB and storage backups, verified restores and drills")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Usage: backupd COMMAND [options]   (backupd COMMAND --help for its options)")
+	fmt.Fprintln(w, "Usage: backupd [--log-format text|json] COMMAND [options]   (backupd COMMAND --help for its options)")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	names := make([]string, 0, len(commands))
@@ -145,6 +151,8 @@ func printHelp(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-13s %s\n", n, commands[n].summary)
 	}
+	fmt.Fprintln(w)
+	fmt.Fprint(w, "Global options (before or after the command):\n"+globalUsage)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Exit codes: 0 ok, 1 the job failed, 2 usage or config error, 3 a server could not be reached, 130 interrupted.")
 }

@@ -23,7 +23,7 @@ func runPrune(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, *verbose)
+	log := newLogger(ctx, stderr, *verbose)
 	rep, err := daemon.Prune(ctx, cfg, p, daemon.PruneOptions{
 		DryRun:    *dryRun,
 		Logger:    log,

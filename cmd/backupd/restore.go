@@ -111,7 +111,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return &operatorError{fmt.Errorf("cannot load the private key to decrypt the set: %w", err)}
 	}
-	log := newLogger(stderr, *sf.verbose)
+	log := newLogger(ctx, stderr, *sf.verbose)
 	dests, warns, err := openRestoreTargets(cfg, p, *sf.from, log)
 	if err != nil {
 		return err
@@ -343,7 +343,7 @@ func progressLogger(log *slog.Logger) func(restore.Progress) {
 		}
 		log.Info("restore progress", "phase", p.Phase, "bytes", p.Bytes, "total_bytes", p.TotalBytes,
 			"tables_loaded", p.TablesLoaded, "tables_verified", p.TablesVerified, "tables", p.Tables,
-			"elapsed_s", int(p.Elapsed.Seconds()), "eta_s", int(p.ETA.Seconds()))
+			"elapsed", p.Elapsed.Round(time.Second), "eta", p.ETA.Round(time.Second))
 	}
 }
 

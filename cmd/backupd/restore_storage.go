@@ -244,6 +244,6 @@ func runStorageRestore(ctx context.Context, stdout, stderr io.Writer, f storageR
 	if err != nil {
 		return err
 	}
-	r.cfg, r.policy, r.log = cfg, p, newLogger(stderr, *f.sf.verbose)
+	r.cfg, r.policy, r.log = cfg, p, newLogger(ctx, stderr, *f.sf.verbose)
 	return r.run(ctx, stdout)
 }

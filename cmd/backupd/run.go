@@ -44,7 +44,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, *verbose)
+	log := newLogger(ctx, stderr, *verbose)
 	d, err := daemon.New(cfg, daemon.Options{Logger: log, Version: buildVersion(), Driller: daemonDriller{log: log}, StorageGC: storageGC(log)})
 	if err != nil {
 		return err

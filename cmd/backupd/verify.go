@@ -36,7 +36,7 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return &operatorError{fmt.Errorf("cannot load the private key to decrypt the set: %w", err)}
 	}
-	log := newLogger(stderr, false)
+	log := newLogger(ctx, stderr, false)
 	dests, warns, err := openRestoreTargets(cfg, p, "", log)
 	if err != nil {
 		return err

@@ -165,7 +165,7 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 	var errs []error
 	for _, tr := range res.Targets {
 		if tr.Err != nil {
-			log.Error("set not committed on target", "target", tr.Name, "err", tr.Err)
+			log.Error("set not committed on target", "target", tr.Name, "error", tr.Err)
 			errs = append(errs, fmt.Errorf("target %s: %w", tr.Name, tr.Err))
 			continue
 		}

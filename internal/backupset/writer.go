@@ -155,7 +155,7 @@ func (w *Writer) upload(ctx context.Context, d *dest) {
 			key := ObjectKey(w.policy, w.id, sp.obj.Name)
 			if err := d.Target.Put(ctx, key, sp.reader(), sp.obj.Size); err != nil {
 				d.fail(fmt.Errorf("upload %s: %w", key, err))
-				w.opts.Logger.Error("target failed; it gets no more objects of this set", "target", d.Name, "set", w.id, "err", err)
+				w.opts.Logger.Error("target failed; it gets no more objects of this set", "target", d.Name, "set", w.id, "error", err)
 			}
 		}
 		sp.release()
@@ -393,7 +393,7 @@ func (w *Writer) Abort(ctx context.Context) {
 		for _, o := range objs {
 			key := ObjectKey(w.policy, w.id, o.Name)
 			if err := d.Target.Delete(ctx, key); err != nil {
-				w.opts.Logger.Warn("could not delete object of an aborted set", "target", d.Name, "key", key, "err", err)
+				w.opts.Logger.Warn("could not delete object of an aborted set", "target", d.Name, "key", key, "error", err)
 			}
 		}
 	}

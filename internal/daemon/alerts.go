@@ -65,10 +65,10 @@ func newAlerter(stateDir string, log *slog.Logger, m *Metrics, now func() time.T
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
-		log.Error("cannot read the alert state; open incidents may be announced again", "file", a.file, "err", err)
+		log.Error("cannot read the alert state; open incidents may be announced again", "file", a.file, "error", err)
 	default:
 		if err := json.Unmarshal(data, &a.inc); err != nil {
-			log.Error("cannot parse the alert state; starting afresh", "file", a.file, "err", err)
+			log.Error("cannot parse the alert state; starting afresh", "file", a.file, "error", err)
 		}
 	}
 	m.openAlerts.Set(float64(len(a.inc.Open())))
@@ -105,7 +105,7 @@ func (a *alerter) observe(ctx context.Context, cfg *config.Config, p *config.Pol
 	if err := a.send(ctx, cfg, p, n, log); err != nil {
 		a.inc.Undelivered(inc, action)
 		a.metrics.error(p.Name, errKindNotify)
-		log.Error("alert not delivered on any channel; it is sent again at the next check", "err", err)
+		log.Error("alert not delivered on any channel; it is sent again at the next check", "error", err)
 		return
 	}
 	log.Info("alert sent", "title", n.Title)
@@ -142,7 +142,7 @@ func (a *alerter) send(ctx context.Context, cfg *config.Config, p *config.Policy
 	for i, err := range errs {
 		if err != nil {
 			failed++
-			log.Warn("alert channel failed", "channel", chans[i].name, "err", err)
+			log.Warn("alert channel failed", "channel", chans[i].name, "error", err)
 		}
 	}
 	if failed == len(chans) {
@@ -177,7 +177,7 @@ func (a *alerter) save() {
 		}
 	}
 	if err != nil {
-		a.log.Error("cannot save the alert state; a restart may repeat open alerts", "file", a.file, "err", err)
+		a.log.Error("cannot save the alert state; a restart may repeat open alerts", "file", a.file, "error", err)
 	}
 }
 

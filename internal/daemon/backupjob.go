@@ -47,7 +47,7 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, p *config.Po
 	if err != nil {
 		if ctx.Err() != nil {
 			result = "cancelled"
-			log.Warn("backup cancelled by shutdown; its set was not committed", "err", err)
+			log.Warn("backup cancelled by shutdown; its set was not committed", "error", err)
 			return fmt.Errorf("cancelled by shutdown: %w", err)
 		}
 		d.backupFailed(ctx, cfg, p, res, err, log)
@@ -61,7 +61,7 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, p *config.Po
 // backupFailed alerts (once per incident) about a failed backup.
 func (d *Daemon) backupFailed(ctx context.Context, cfg *config.Config, p *config.Policy, res *backup.Result, err error, log *slog.Logger) {
 	d.metrics.error(p.Name, errKindBackup)
-	log.Error("backup failed", "err", err)
+	log.Error("backup failed", "error", err)
 	var b strings.Builder
 	fmt.Fprintf(&b, "The scheduled backup of policy %s failed:\n\n%v\n\n", p.Name, err)
 	d.mu.Lock()
@@ -128,7 +128,7 @@ func (d *Daemon) backupSucceeded(ctx context.Context, cfg *config.Config, p *con
 	rep, err := Prune(ctx, cfg, p, PruneOptions{Now: d.now, Logger: d.log, Metrics: d.tmetrics, SkipTargets: failed, StorageGC: d.opts.StorageGC})
 	if err != nil {
 		d.metrics.error(p.Name, errKindRetention)
-		log.Error("retention failed on some targets; it is tried again after the next backup", "err", err)
+		log.Error("retention failed on some targets; it is tried again after the next backup", "error", err)
 	}
 	if rep != nil {
 		for _, tp := range rep.Targets {
@@ -159,7 +159,7 @@ func (d *Daemon) checkShrink(ctx context.Context, cfg *config.Config, p *config.
 	prev, err := previousManifest(ctx, committed, p.Name, res.SetID, d.now())
 	if err != nil {
 		d.metrics.error(p.Name, errKindShrink)
-		log.Warn("cannot read the previous set to compare sizes", "err", err)
+		log.Warn("cannot read the previous set to compare sizes", "error", err)
 		return
 	}
 	if prev == nil {
@@ -222,7 +222,7 @@ func (d *Daemon) checkStale(ctx context.Context, cfg *config.Config, p *config.P
 	}
 	if err != nil {
 		d.metrics.error(p.Name, errKindStaleCheck)
-		d.log.Warn("cannot list the targets to check that backups are recent", "policy", p.Name, "err", err)
+		d.log.Warn("cannot list the targets to check that backups are recent", "policy", p.Name, "error", err)
 		return
 	}
 	ref, what := n.Time, "the newest committed set "+n.ID+" started "+n.Time.UTC().Format(time.RFC3339)

@@ -162,7 +162,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var bg sync.WaitGroup
 	bg.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.log.Error("the HTTP server stopped", "err", err)
+			d.log.Error("the HTTP server stopped", "error", err)
 		}
 	})
 	d.log.Info("backupd daemon started", "listen", ln.Addr().String(), "policies", slices.Sorted(maps.Keys(cfg.Policies)),
@@ -238,7 +238,7 @@ func (d *Daemon) CancelJobs() {
 func (d *Daemon) ReloadFailed(err error) {
 	d.metrics.reloads.WithLabelValues("failure").Inc()
 	d.metrics.error("", errKindReload)
-	d.log.Error("config reload refused; the daemon keeps running with the configuration it has", "err", err)
+	d.log.Error("config reload refused; the daemon keeps running with the configuration it has", "error", err)
 }
 
 // apply switches to a new configuration and returns the policies it adds (they get their
@@ -341,7 +341,7 @@ func (d *Daemon) catchUp(ctx, jobsCtx context.Context, j *Job) {
 	newest, err := j.LastRun(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			d.log.Warn("catch-up check failed: cannot tell whether a run was missed", "policy", j.Policy, "job", j.Kind, "err", err)
+			d.log.Warn("catch-up check failed: cannot tell whether a run was missed", "policy", j.Policy, "job", j.Kind, "error", err)
 		}
 		return
 	}

@@ -48,7 +48,7 @@ func (d *Daemon) runDrill(ctx context.Context, cfg *config.Config, p *config.Pol
 	out, err := d.opts.Driller.Drill(ctx, cfg, p)
 	if ctx.Err() != nil {
 		result = "cancelled"
-		log.Warn("drill cancelled by shutdown", "err", err)
+		log.Warn("drill cancelled by shutdown", "error", err)
 		return fmt.Errorf("cancelled by shutdown: %w", err)
 	}
 	if !out.OK && out.Err == nil {
@@ -56,11 +56,11 @@ func (d *Daemon) runDrill(ctx context.Context, cfg *config.Config, p *config.Pol
 	}
 	if err != nil && out.OK {
 		// The verdict stands; what failed is its delivery (mail, storing the report).
-		log.Warn("the drill passed, but its report was not delivered", "err", err)
+		log.Warn("the drill passed, but its report was not delivered", "error", err)
 	}
 	d.drillFinished(ctx, cfg, p, out)
 	if !out.OK {
-		log.Error("drill failed", "set", out.SetID, "err", out.Err)
+		log.Error("drill failed", "set", out.SetID, "error", out.Err)
 		return fmt.Errorf("drill failed: %v", out.Err)
 	}
 	result = "passed " + out.SetID

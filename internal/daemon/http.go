@@ -145,7 +145,7 @@ func (d *Daemon) serveStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := statusTemplate.Execute(w, page); err != nil {
-		d.log.Warn("render the status page", "err", err)
+		d.log.Warn("render the status page", "error", err)
 	}
 }
 

@@ -261,7 +261,7 @@ func (l *leaser) claim(ctx context.Context, policy, kind string, d backupset.Des
 		data, _ := json.Marshal(c)
 		mu.Unlock()
 		if err := targets.PutMutable(ctx, d.Target, key, data); err != nil {
-			l.log.Warn("could not renew the lease of a running job", "policy", policy, "job", kind, "target", d.Name, "err", err)
+			l.log.Warn("could not renew the lease of a running job", "policy", policy, "job", kind, "target", d.Name, "error", err)
 		}
 	}
 	wg.Go(func() {
@@ -309,7 +309,7 @@ func (l *leaser) pruneClaims(ctx context.Context, d backupset.Dest, prefix, own 
 	sort.Strings(keys)
 	for len(keys) > keepClaims {
 		if err := d.Target.Delete(ctx, keys[0]); err != nil {
-			l.log.Debug("could not delete an old claim", "target", d.Name, "key", keys[0], "err", err)
+			l.log.Debug("could not delete an old claim", "target", d.Name, "key", keys[0], "error", err)
 			return
 		}
 		keys = keys[1:]

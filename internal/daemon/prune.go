@@ -240,7 +240,7 @@ func protect(ctx context.Context, policy string, d backupset.Dest, ds []retentio
 		for _, pr := range expired {
 			if now.Sub(pr.Expires) > protectMarkerGrace {
 				if err := d.Target.Delete(ctx, pr.Key); err != nil {
-					log.Debug("could not delete an expired protection marker", "key", pr.Key, "err", err)
+					log.Debug("could not delete an expired protection marker", "key", pr.Key, "error", err)
 				}
 			}
 		}

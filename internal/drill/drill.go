@@ -745,7 +745,7 @@ func (r *drillRun) finish(ctx context.Context, hist []Summary) error {
 		trend = trend[len(trend)-TrendLength:]
 	}
 	rep.Trend = trend
-	r.log.Info("drill finished", "result", rep.Result, "rto", round(rep.RTO()).String(), "rpo", round(rep.RPO()).String(), "problems", len(rep.Reasons))
+	r.log.Info("drill finished", "result", rep.Result, "rto", round(rep.RTO()), "rpo", round(rep.RPO()), "problems", len(rep.Reasons))
 
 	html, err := rep.HTML()
 	if err != nil {
@@ -754,14 +754,14 @@ func (r *drillRun) finish(ctx context.Context, hist []Summary) error {
 	var errs []error
 	stored, storeErrs := store(ctx, r.dests, rep, html)
 	for _, err := range storeErrs {
-		r.log.Error("drill report not stored", "err", err)
+		r.log.Error("drill report not stored", "error", err)
 	}
 	if len(stored) == 0 {
 		errs = append(errs, storeErrs...)
 	}
 	if len(r.drill.Notify) > 0 && !r.opts.NoMail {
 		if err := r.mail(ctx, html); err != nil {
-			r.log.Error("drill report not mailed", "err", err)
+			r.log.Error("drill report not mailed", "error", err)
 			errs = append(errs, err)
 		}
 	}

@@ -143,7 +143,7 @@ func startEmbedded(ctx context.Context, dir string, cfg *config.EmbeddedScratch,
 		}
 		return e, fmt.Errorf("initialise the scratch server's data directory (%s): %v: %s", filepath.Base(initCmd), err, lastLines(out, 5))
 	}
-	log.Debug("scratch data directory initialised", "dir", dir, "duration", time.Since(start).Round(time.Millisecond).String())
+	log.Debug("scratch data directory initialised", "dir", dir, "duration", time.Since(start).Round(time.Millisecond))
 
 	// Start the server.
 	args := []string{"--no-defaults",
@@ -199,7 +199,7 @@ func startEmbedded(ctx context.Context, dir string, cfg *config.EmbeddedScratch,
 		return e, err
 	}
 	log.Info("scratch server started", "server", e.version, "dir", dir, "buffer_pool", bufferPool,
-		"duration", time.Since(start).Round(time.Millisecond).String())
+		"duration", time.Since(start).Round(time.Millisecond))
 	return e, nil
 }
 
@@ -325,7 +325,7 @@ func (e *embedded) shutdown() {
 		_, err = db.ExecContext(ctx, "SHUTDOWN")
 		db.Close()
 		if err != nil {
-			e.log.Debug("scratch server SHUTDOWN failed; killing it", "err", err)
+			e.log.Debug("scratch server SHUTDOWN failed; killing it", "error", err)
 		}
 	}
 	select {

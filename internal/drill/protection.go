@@ -21,7 +21,7 @@ const (
 func protectSet(ctx context.Context, src backupset.Dest, m *backupset.Manifest, now func() time.Time, log *slog.Logger) (release func()) {
 	hold, err := backupset.Protect(ctx, src.Target, m.Policy, m.SetID, "drill", protectTTL, now)
 	if err != nil {
-		log.Warn("could not mark the set in use; retention on another host could delete it during the drill", "err", err)
+		log.Warn("could not mark the set in use; retention on another host could delete it during the drill", "error", err)
 		return func() {}
 	}
 	done := make(chan struct{})
@@ -36,7 +36,7 @@ func protectSet(ctx context.Context, src backupset.Dest, m *backupset.Manifest, 
 				return
 			case <-t.C:
 				if err := hold.Renew(ctx, protectTTL); err != nil {
-					log.Warn("could not renew the in-use marker of the set", "err", err)
+					log.Warn("could not renew the in-use marker of the set", "error", err)
 				}
 			}
 		}
@@ -47,7 +47,7 @@ func protectSet(ctx context.Context, src backupset.Dest, m *backupset.Manifest, 
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		if err := hold.Release(rctx); err != nil {
-			log.Warn("could not remove the in-use marker of the set; it expires by itself", "err", err)
+			log.Warn("could not remove the in-use marker of the set; it expires by itself", "error", err)
 		}
 	}
 }

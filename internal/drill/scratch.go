@@ -103,7 +103,7 @@ func (s *dsnScratch) Close() error {
 	var first error
 	for _, n := range s.names {
 		if _, err := s.db.ExecContext(ctx, "DROP DATABASE IF EXISTS "+dump.QuoteIdent(n)); err != nil {
-			s.log.Error("could not drop a drill database; drop it by hand", "database", n, "err", err)
+			s.log.Error("could not drop a drill database; drop it by hand", "database", n, "error", err)
 			if first == nil {
 				first = fmt.Errorf("drop drill database %s: %w", dump.QuoteIdent(n), err)
 			}

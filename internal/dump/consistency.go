@@ -186,7 +186,7 @@ func (d *dumper) lockStep(ctx context.Context, stmt string, watch blockerFilter,
 			var err error
 			if blockers, err = d.processlist(ctx, writesOnly); err != nil {
 				if !warned {
-					d.log.Warn("cannot read the processlist; attempting the lock without looking for long-running queries", "err", err)
+					d.log.Warn("cannot read the processlist; attempting the lock without looking for long-running queries", "error", err)
 					warned = true
 				}
 				blockers = nil
@@ -433,7 +433,7 @@ func (d *dumper) releaseLock(stmt string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := d.control.conn.ExecContext(ctx, stmt); err != nil {
-		d.log.Warn("release lock failed; closing the connection instead", "stmt", stmt, "err", err)
+		d.log.Warn("release lock failed; closing the connection instead", "stmt", stmt, "error", err)
 		_ = d.control.conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
 }

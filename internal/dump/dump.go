@@ -227,7 +227,7 @@ func (d *dumper) run(ctx context.Context, cancel context.CancelCauseFunc) error 
 		// Everything is written; a worker that sat idle past wait_timeout may be gone, which
 		// ends its snapshot just the same.
 		if _, err := w.conn.ExecContext(ctx, "COMMIT"); err != nil {
-			d.log.Warn("end snapshot", "err", err)
+			d.log.Warn("end snapshot", "error", err)
 		}
 	}
 	d.assemble()

@@ -52,7 +52,7 @@ func (d *dumper) writeUsers(ctx context.Context) error {
 	if d.info.Flavor == FlavorMySQL {
 		// MySQL prints binary password hashes raw unless asked for hex (8.0.17+).
 		if _, err := c.ExecContext(ctx, "SET SESSION print_identified_with_as_hex = ON"); err != nil {
-			d.log.Debug("print_identified_with_as_hex not available", "err", err)
+			d.log.Debug("print_identified_with_as_hex not available", "error", err)
 		}
 	}
 	var o objText

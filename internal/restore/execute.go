@@ -262,7 +262,7 @@ func (p *Plan) bulkPlan(ctx context.Context, ts *tableState) *bulkPlan {
 	ts.bulkOnce.Do(func() {
 		cols, err := p.dest.bulkColumns(ctx, ts.dp.Dest, ts.table.Name)
 		if err != nil {
-			p.log.Warn("loading with INSERT statements", "table", qualified(ts.dp.Dest, ts.table.Name), "err", err)
+			p.log.Warn("loading with INSERT statements", "table", qualified(ts.dp.Dest, ts.table.Name), "error", err)
 			return
 		}
 		if newBulkPlan(cols) == nil {
@@ -300,7 +300,7 @@ func (p *Plan) loadData(ctx context.Context, tr *tracker, res *Result, deferred 
 	bulk := !p.opts.InsertsOnly && p.opts.TxBytes > 0 && len(order) > 0
 	if bulk {
 		if err := p.dest.localInfile(ctx, order[0].dp.Dest); err != nil {
-			p.log.Info("LOAD DATA LOCAL INFILE is not available; loading the INSERT statements as written", "err", err)
+			p.log.Info("LOAD DATA LOCAL INFILE is not available; loading the INSERT statements as written", "error", err)
 			bulk = false
 		}
 	}

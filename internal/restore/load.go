@@ -71,7 +71,7 @@ func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Read
 			if !retryable(err) || attempt >= maxAttempts {
 				return err
 			}
-			log.Warn("replaying a transaction", "object", key, "attempt", attempt, "err", err)
+			log.Warn("replaying a transaction", "object", key, "attempt", attempt, "error", err)
 			if err := sleepCtx(ctx, time.Duration(attempt*attempt)*50*time.Millisecond); err != nil {
 				return err
 			}

@@ -587,7 +587,7 @@ func (s *rowSender) flush(stmtNo int) error {
 			if !retryable(err) || attempt >= maxAttempts {
 				break
 			}
-			s.log.Warn("sending a LOAD DATA batch again", "object", s.key, "attempt", attempt, "err", err)
+			s.log.Warn("sending a LOAD DATA batch again", "object", s.key, "attempt", attempt, "error", err)
 			if err = sleepCtx(s.ctx, time.Duration(attempt*attempt)*50*time.Millisecond); err != nil {
 				break
 			}

@@ -251,7 +251,7 @@ func (f *fetcher) run(ctx context.Context, jobs []*job) ([]*need, error) {
 			n.errs = append(n.errs, srcErr)
 		}
 		msg := fmt.Sprintf("%v; reading its blobs from another target", srcErr)
-		f.log.Warn("pack unreadable, falling back", "target", f.srcs[j.src].name, "pack", j.pack, "err", srcErr)
+		f.log.Warn("pack unreadable, falling back", "target", f.srcs[j.src].name, "pack", j.pack, "error", srcErr)
 		mu.Lock()
 		retry = append(retry, rest...)
 		f.warnings = append(f.warnings, msg)

@@ -73,7 +73,7 @@ func openIndexRoot(ctx context.Context, from []backupset.Dest, opts RestoreOptio
 			return nil, nil, err
 		}
 		errs = append(errs, err)
-		log.Warn("index root unreadable, trying the next target", "target", s.name, "err", err)
+		log.Warn("index root unreadable, trying the next target", "target", s.name, "error", err)
 	}
 	if root == nil {
 		return nil, nil, fmt.Errorf("no target has a readable copy of %s: %w", sum.Index, errors.Join(errs...))
@@ -81,7 +81,7 @@ func openIndexRoot(ctx context.Context, from []backupset.Dest, opts RestoreOptio
 	parallel(ctx, 4, len(srcs), func(i int) {
 		packs, err := listPacks(ctx, srcs[i].t, opts.Policy)
 		if err != nil {
-			log.Warn("cannot list packs; not reading from this target", "target", srcs[i].name, "err", err)
+			log.Warn("cannot list packs; not reading from this target", "target", srcs[i].name, "error", err)
 			return
 		}
 		srcs[i].packs = packs

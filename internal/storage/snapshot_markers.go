@@ -56,7 +56,7 @@ func (sn *snapshotter) dropMarkers(ctx context.Context) {
 	key := markerKey(sn.opts.Policy, sn.opts.SetID, sn.spec.Name)
 	for _, d := range sn.st.dests {
 		if err := d.Target.Delete(ctx, key); err != nil {
-			sn.log.Warn("could not delete the in-progress marker of a failed snapshot", "target", d.Name, "key", key, "err", err)
+			sn.log.Warn("could not delete the in-progress marker of a failed snapshot", "target", d.Name, "key", key, "error", err)
 		}
 	}
 }
@@ -95,7 +95,7 @@ func (sn *snapshotter) retireMarkers(ctx context.Context) {
 		}
 		for _, key := range stale {
 			if err := d.Target.Delete(ctx, key); err != nil {
-				sn.log.Warn("could not retire an in-progress marker", "target", d.Name, "key", key, "err", err)
+				sn.log.Warn("could not retire an in-progress marker", "target", d.Name, "key", key, "error", err)
 			}
 		}
 	}

@@ -101,7 +101,7 @@ func (w *instrumented) done(ctx context.Context, op, key string, start time.Time
 		attrs = append(attrs, slog.Int64("bytes", size))
 	}
 	if err != nil {
-		attrs = append(attrs, slog.String("err", err.Error()))
+		attrs = append(attrs, slog.String("error", err.Error()))
 	}
 	w.logger.LogAttrs(ctx, slog.LevelDebug, "target operation", attrs...)
 	if err == nil {

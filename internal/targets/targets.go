@@ -126,7 +126,7 @@ func wrap(name string, backend Target, opts Options) Target {
 	logger = logger.With("target", name)
 	onRetry := func(op, key string, attempt int, delay time.Duration, err error) {
 		logger.Warn("target operation failed, retrying", "op", op, "key", key,
-			"attempt", attempt, "delay", delay, "err", err)
+			"attempt", attempt, "delay", delay, "error", err)
 		opts.Metrics.retried(name, op)
 	}
 	retrying := &retrying{next: backend, policy: opts.Retry.withDefaults(), onRetry: onRetry}
