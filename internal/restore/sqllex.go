@@ -15,14 +15,14 @@ import (
 type tokKind int
 
 const (
-	tokEOF    tokKind = iota
-	tokWord           // unquoted identifier or keyword
-	tokIdent          // `quoted` (or "quoted" under ANSI_QUOTES) identifier
-	tokString         // '…' (or "…" without ANSI_QUOTES)
-	tokNumber         // 12, -1 is two tokens, 1.5e0, 0x1F
-	tokSysVar         // @@name, @@global.name
-	tokUserVar        // @name, @`name`, @'name'
-	tokPunct          // one byte: ( ) , . = ; and every other operator byte
+	tokEOF     tokKind = iota
+	tokWord            // unquoted identifier or keyword
+	tokIdent           // `quoted` (or "quoted" under ANSI_QUOTES) identifier
+	tokString          // '…' (or "…" without ANSI_QUOTES)
+	tokNumber          // 12, -1 is two tokens, 1.5e0, 0x1F
+	tokSysVar          // @@name, @@global.name
+	tokUserVar         // @name, @`name`, @'name'
+	tokPunct           // one byte: ( ) , . = ; and every other operator byte
 )
 
 type token struct {
