@@ -54,14 +54,24 @@ func (f *Fetcher) Open(ctx context.Context, obj Object) (io.ReadCloser, string, 
 		}
 		// Cut at the declared plain size: a small object that decompresses far beyond it (a
 		// compression bomb) fails there instead of feeding the reader gigabytes.
-		return &spooledPlain{ReadCloser: seal.ExactSize(plain, obj.PlainSize), sp: sp}, src.Name, nil
+		return &spooledPlain{ReadCloser: seal.ExactSize(plain, obj.PlainSize), sp: sp, name: obj.Name}, src.Name, nil
 	}
 	return nil, "", fmt.Errorf("object %s: no good copy on any target: %w", obj.Name, errors.Join(errs...))
 }
 
 type spooledPlain struct {
 	io.ReadCloser
-	sp *spool
+	sp   *spool
+	name string
+}
+
+// Read names the object in errors: decoding fails while a loader reads, far from Open.
+func (s *spooledPlain) Read(p []byte) (int, error) {
+	n, err := s.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("object %s: %w", s.name, err)
+	}
+	return n, err
 }
 
 func (s *spooledPlain) Close() error {
