@@ -94,6 +94,13 @@ set +e
 go test "${test_args[@]}"
 status=$?
 set -e
+# Short fuzz runs of the decoders of hostile input (FUZZTIME=0 skips them), only on a whole run.
+if [ $status -eq 0 ] && [ $# -eq 0 ] && [ "${FUZZTIME:-5s}" != 0 ]; then
+	for f in ./internal/restore:FuzzStatements ./internal/restore:FuzzAppendRows ./internal/config:FuzzParse; do
+		step "go test -fuzz ${f#*:} -fuzztime ${FUZZTIME:-5s} ${f%%:*}"
+		go test -run '^$' -fuzz "^${f#*:}\$" -fuzztime "${FUZZTIME:-5s}" "${f%%:*}" || { status=1; break; }
+	done
+fi
 if [ $status -eq 0 ]; then
 	step "all tests passed"
 else

@@ -52,14 +52,26 @@ func (f *Fetcher) Open(ctx context.Context, obj Object) (io.ReadCloser, string, 
 			errs = append(errs, fmt.Errorf("target %s: %w", src.Name, err))
 			continue
 		}
-		return &spooledPlain{ReadCloser: plain, sp: sp}, src.Name, nil
+		// Cut at the declared plain size: a small object that decompresses far beyond it (a
+		// compression bomb) fails there instead of feeding the reader gigabytes.
+		return &spooledPlain{ReadCloser: seal.ExactSize(plain, obj.PlainSize), sp: sp, name: obj.Name}, src.Name, nil
 	}
 	return nil, "", fmt.Errorf("object %s: no good copy on any target: %w", obj.Name, errors.Join(errs...))
 }
 
 type spooledPlain struct {
 	io.ReadCloser
-	sp *spool
+	sp   *spool
+	name string
+}
+
+// Read names the object in errors: decoding fails while a loader reads, far from Open.
+func (s *spooledPlain) Read(p []byte) (int, error) {
+	n, err := s.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("object %s: %w", s.name, err)
+	}
+	return n, err
 }
 
 func (s *spooledPlain) Close() error {
@@ -116,7 +128,8 @@ func CheckObject(ctx context.Context, t Target, policy, setID string, obj Object
 	var openErr error
 	plain, err := seal.Open(counted, ids)
 	if err == nil {
-		plainN, openErr = io.Copy(io.Discard, plain)
+		// Cut one byte past the declared plain size: a bomb is caught there, not decoded whole.
+		plainN, openErr = io.Copy(io.Discard, io.LimitReader(plain, obj.PlainSize+1))
 		plain.Close()
 	} else {
 		openErr = err
@@ -133,6 +146,9 @@ func CheckObject(ctx context.Context, t Target, policy, setID string, obj Object
 	}
 	if openErr != nil {
 		return fmt.Errorf("decrypt %s: %w", key, openErr)
+	}
+	if plainN > obj.PlainSize {
+		return fmt.Errorf("%w: %s decompresses to more than the %d bytes the manifest says (a forged or damaged set)", ErrObjectBad, key, obj.PlainSize)
 	}
 	if plainN != obj.PlainSize {
 		return fmt.Errorf("%w: %s decompresses to %d bytes, the manifest says %d", ErrObjectBad, key, plainN, obj.PlainSize)

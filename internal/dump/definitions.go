@@ -474,6 +474,9 @@ func (d *dumper) putNamed(ctx context.Context, db *dbInfo, nd *namedDef, dir str
 
 // putObject writes one whole object to the sink and records it.
 func (d *dumper) putObject(ctx context.Context, list *[]Object, obj Object, text []byte) error {
+	if len(text) > MaxDefinitionBytes {
+		return fmt.Errorf("object %s is %d bytes, above the %d MiB the dump format allows for a definition (FORMAT.md): shorten the definition, or exclude it", obj.Key, len(text), MaxDefinitionBytes>>20)
+	}
 	w, err := d.sink.Create(ctx, obj.Key)
 	if err != nil {
 		return fmt.Errorf("create object %s: %w", obj.Key, err)

@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -197,18 +198,41 @@ func (p *Plan) loadOneWith(ctx context.Context, dp *DatabasePlan, o dump.Object,
 	if err != nil {
 		return err
 	}
-	defer rc.Close()
+	// A definition is read and checked whole before its first statement runs.
+	text, err := io.ReadAll(io.LimitReader(rc, dump.MaxDefinitionBytes+1))
+	rc.Close()
+	if err != nil {
+		return fmt.Errorf("load %s: %w", o.Key, err)
+	}
+	if len(text) > dump.MaxDefinitionBytes {
+		return fmt.Errorf("%w: object %s (%s) is larger than the %d MiB a dump writes for a definition: the set is probably forged or damaged: restore another set (--set or --before)",
+			ErrRefused, o.Key, o.Kind, dump.MaxDefinitionBytes>>20)
+	}
+	source := ""
+	if dp != nil {
+		source = dp.Source
+	}
+	chk := newObjectCheck(o, source)
+	if err := dump.ReadStatementsLimit(bytes.NewReader(text), dump.MaxDefinitionBytes, chk.check); err != nil {
+		if errors.Is(err, ErrRefused) {
+			return err
+		}
+		return fmt.Errorf("load %s: %w", o.Key, err)
+	}
 	conn, err := p.dest.session(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
+	if err := p.checkDefiners(ctx, conn, o, chk.definers); err != nil {
+		return err
+	}
 	if database != "" {
 		if _, err := conn.ExecContext(ctx, "USE "+dump.QuoteIdent(database)); err != nil {
 			return fmt.Errorf("load %s: select database %s: %w", o.Key, dump.QuoteIdent(database), err)
 		}
 	}
-	return loadStatements(ctx, conn, o.Key, rc, -1, &tr.bytes, transform, nil, p.log)
+	return loadStatements(ctx, conn, o.Key, bytes.NewReader(text), nil, dump.MaxDefinitionBytes, -1, &tr.bytes, transform, nil, p.log)
 }
 
 // open fetches an object: the first holder with a good copy, checked before decryption.
@@ -408,7 +432,8 @@ func (p *Plan) loadData(ctx context.Context, tr *tracker, res *Result, deferred 
 					if bulk {
 						plan = p.bulkPlan(ctx, tables[f.job.key])
 					}
-					err := loadStatements(ctx, conn, f.job.obj.Key, f.rc, p.opts.TxBytes, &tr.bytes, nil, plan, p.log)
+					chk := newObjectCheck(f.job.obj, f.job.dp.Source)
+					err := loadStatements(ctx, conn, f.job.obj.Key, f.rc, chk.check, p.dataStatementMax(), p.opts.TxBytes, &tr.bytes, nil, plan, p.log)
 					if plan != nil {
 						bulkRows.Add(plan.sent)
 					}
@@ -479,6 +504,12 @@ func (p *Plan) dataJobs(tables map[string]*tableState) []dataJob {
 			return out
 		}
 	}
+}
+
+// dataStatementMax is the longest data statement read: the set's own longest (the dump
+// records it; a data object's SET and comment lines fit in the floor), never above the format's.
+func (p *Plan) dataStatementMax() int {
+	return int(min(max(p.Dump.MaxStatementBytes, 64<<10), dump.MaxStatementBytes))
 }
 
 func verifiable(t dump.Table) bool {

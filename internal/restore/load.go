@@ -31,8 +31,10 @@ const maxAttempts = 6
 // table can deadlock on its secondary indexes; InnoDB then rolls one transaction back, and it
 // is replayed from a copy of its statements. transform, when not nil, may replace a statement
 // (deferred indexes); counted is advanced by the plain bytes read. With bulk, the INSERTs it can
-// convert go in as LOAD DATA batches of about txBytes of SQL each (loaddata.go).
-func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Reader, txBytes int64, counted *atomic.Int64, transform func([]byte) []byte, bulk *bulkPlan, log *slog.Logger) error {
+// convert go in as LOAD DATA batches of about txBytes of SQL each (loaddata.go). check, when not
+// nil, sees every statement before anything is done with it (allow.go), and statements are at
+// most maxStmt bytes.
+func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Reader, check func([]byte) error, maxStmt int, txBytes int64, counted *atomic.Int64, transform func([]byte) []byte, bulk *bulkPlan, log *slog.Logger) error {
 	cr := &countingReader{r: r, n: counted}
 	inTx := false
 	var pending int64
@@ -86,8 +88,13 @@ func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Read
 		rows = newRowSender(ctx, conn, key, bulk, log)
 		defer rows.release()
 	}
-	err := dump.ReadStatements(cr, func(stmt []byte) error {
+	err := dump.ReadStatementsLimit(cr, maxStmt, func(stmt []byte) error {
 		n++
+		if check != nil {
+			if err := check(stmt); err != nil {
+				return err
+			}
+		}
 		if transform != nil {
 			stmt = transform(stmt)
 		}
@@ -156,6 +163,9 @@ func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Read
 	if err != nil {
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
+		}
+		if errors.Is(err, ErrRefused) {
+			return err // names the object already
 		}
 		return fmt.Errorf("load %s: %w", key, err)
 	}

@@ -270,7 +270,7 @@ func loadInto(t *testing.T, db *sql.DB, database string, object io.Reader, plan 
 		before = plan.sent
 	}
 	var counted atomic.Int64
-	err = loadStatements(ctx, conn, "object", object, DefaultTxBytes, &counted, nil, plan, slog.New(slog.DiscardHandler))
+	err = loadStatements(ctx, conn, "object", object, nil, dump.MaxStatementBytes, DefaultTxBytes, &counted, nil, plan, slog.New(slog.DiscardHandler))
 	if plan == nil {
 		return 0, err
 	}

@@ -241,6 +241,9 @@ func (p *Plan) Close() error {
 // statement (plus the protocol header), before anything is loaded: otherwise the load would
 // fail midway on the first large row.
 func checkPacket(maxStatement, maxAllowed int64) error {
+	if maxStatement > dump.MaxStatementBytes {
+		return fmt.Errorf("the set claims statements of up to %d bytes, more than a dump can write (%d): the set is probably forged or damaged: restore another set (--set or --before)", maxStatement, int64(dump.MaxStatementBytes))
+	}
 	need := maxStatement + 1024
 	if need <= maxAllowed {
 		return nil

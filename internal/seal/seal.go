@@ -149,6 +149,17 @@ func (c *countingHasher) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// MaxWindow is the largest zstd window a sealed object may declare, a format fact: the
+// encoder writes a window of 4 MiB at level fastest and 8 MiB at every other level (the
+// library's defaults for those levels, which NewWriter never changes). The decoder refuses a
+// frame that declares more before allocating it, so a hostile frame header cannot make a
+// reader allocate the 512 MiB the library allows by default, or more.
+const MaxWindow = 8 << 20
+
+// maxDecoderMemory bounds what one decoder may allocate for a frame's history; streaming
+// decoding needs the window plus a block, so the window bound is also the memory bound.
+const maxDecoderMemory = MaxWindow
+
 var decoderPool sync.Pool
 
 // Open returns the plain stream of a sealed object. It fails early with ErrWrongKey when none
@@ -164,7 +175,8 @@ func Open(src io.Reader, identities []age.Identity) (io.ReadCloser, error) {
 	}
 	d, _ := decoderPool.Get().(*zstd.Decoder)
 	if d == nil {
-		d, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		d, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(MaxWindow), zstd.WithDecoderMaxMemory(maxDecoderMemory))
 		if err != nil {
 			return nil, fmt.Errorf("start zstd: %w", err)
 		}
@@ -184,10 +196,72 @@ func (r *reader) Read(p []byte) (int, error) {
 	}
 	n, err := r.d.Read(p)
 	if err != nil && err != io.EOF {
-		err = fmt.Errorf("%w: %v", ErrCorrupt, err)
+		if errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+			err = fmt.Errorf("%w: zstd: the frame declares a window above the %d MiB backupd writes (%v)", ErrCorrupt, MaxWindow>>20, err)
+		} else {
+			err = fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
 	}
 	return n, err
 }
+
+// ErrPlainSize means an object's plaintext is longer or shorter than the plain size its
+// manifest declares.
+var ErrPlainSize = errors.New("plaintext size differs from the manifest")
+
+// ExactSize returns rc cut at n bytes: reading past n fails with ErrPlainSize as soon as one more
+// byte arrives (a compression bomb is stopped there, not after gigabytes), and so does an end
+// before n bytes. Close closes rc.
+func ExactSize(rc io.ReadCloser, n int64) io.ReadCloser {
+	return &exactReader{rc: rc, left: n, want: n}
+}
+
+type exactReader struct {
+	rc         io.ReadCloser
+	left, want int64
+	err        error
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	if e.left == 0 {
+		// The declared size is reached: anything more is an error, and only a clean end is not.
+		var one [1]byte
+		n, err := e.rc.Read(one[:])
+		for n == 0 && err == nil {
+			n, err = e.rc.Read(one[:])
+		}
+		switch {
+		case n > 0:
+			e.err = fmt.Errorf("%w: it holds more than the %d bytes declared", ErrPlainSize, e.want)
+		case err == io.EOF:
+			e.err = io.EOF
+		default:
+			e.err = err
+		}
+		return 0, e.err
+	}
+	if int64(len(p)) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.rc.Read(p)
+	e.left -= int64(n)
+	if err == io.EOF && e.left > 0 {
+		e.err = fmt.Errorf("%w: it holds %d bytes, %d declared", ErrPlainSize, e.want-e.left, e.want)
+		return n, e.err
+	}
+	if err == io.EOF {
+		err = nil // checked for a clean end on the next Read
+	}
+	if err != nil {
+		e.err = err
+	}
+	return n, err
+}
+
+func (e *exactReader) Close() error { return e.rc.Close() }
 
 func (r *reader) Close() error {
 	if r.d != nil {

@@ -233,3 +233,82 @@ func BenchmarkSeal(b *testing.B) {
 		})
 	}
 }
+
+// sealRaw encrypts payload (a zstd stream, or anything) to the recipient as a sealed object
+// would be, without compressing it: a forger holding only the public recipient can do this.
+func sealRaw(t *testing.T, payload []byte, r age.Recipient) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	w, err := age.Encrypt(&out, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(payload)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// TestBombs: a frame that declares a window far above what the encoder writes is refused
+// before the window is allocated, and a tiny object that expands far beyond its declared plain
+// size stops one byte past it.
+func TestBombs(t *testing.T) {
+	id, _ := newKey(t)
+	// Magic, descriptor (no content size, not single segment), window descriptor 2^26 (the
+	// library alone accepts up to 512 MiB), then one
+	// last raw block of one byte.
+	frame := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, 16 << 3, 0x09, 0x00, 0x00, 'x'}
+	rc, err := Open(bytes.NewReader(sealRaw(t, frame, id.Recipient())), []age.Identity{id})
+	if err == nil {
+		_, err = io.ReadAll(rc)
+		rc.Close()
+	}
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "window") {
+		t.Errorf("a frame declaring a 64 MiB window: got %v, want ErrCorrupt naming the window", err)
+	}
+
+	// Every level the config accepts writes a window the decoder accepts.
+	for _, l := range []Level{Fastest, Default, Better, Best} {
+		plain := sqlLike(20<<20, 7)
+		sealed, _ := sealBytes(t, plain, []age.Recipient{id.Recipient()}, l)
+		rc, err := Open(bytes.NewReader(sealed), []age.Identity{id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, plain) {
+			t.Errorf("level %s: got %d bytes, %v; want the 20 MiB back", l, len(got), err)
+		}
+	}
+
+	// 1 GiB of zeros seals to far less than 200 KB.
+	var sealed bytes.Buffer
+	w, err := NewWriter(&sealed, []age.Recipient{id.Recipient()}, Best)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zeros := make([]byte, 1<<20)
+	for range 1024 {
+		w.Write(zeros)
+	}
+	w.Close()
+	if sealed.Len() > 200<<10 {
+		t.Fatalf("the bomb is %d bytes sealed, want under 200 KB", sealed.Len())
+	}
+	for _, tc := range []struct {
+		declared int64
+		want     string
+	}{{1000, "more than the 1000 bytes declared"}, {2 << 30, "holds 1073741824 bytes, 2147483648 declared"}} {
+		rc, err := Open(bytes.NewReader(sealed.Bytes()), []age.Identity{id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, ExactSize(rc, tc.declared))
+		rc.Close()
+		if !errors.Is(err, ErrPlainSize) || !strings.Contains(err.Error(), tc.want) || n > tc.declared {
+			t.Errorf("declared %d: got %d bytes and %v, want at most the declared bytes and ErrPlainSize %q", tc.declared, n, err, tc.want)
+		}
+	}
+}
