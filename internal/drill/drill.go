@@ -25,6 +25,7 @@ import (
 	"github.com/backupd/backupd/internal/notify"
 	"github.com/backupd/backupd/internal/restore"
 	"github.com/backupd/backupd/internal/targets"
+	"github.com/backupd/backupd/internal/termsafe"
 )
 
 // historyDepth is how many past reports per target a drill reads for its rotation and trend.
@@ -178,13 +179,13 @@ func (r *run) dest(name string) (backupset.Dest, bool) {
 }
 
 func (r *run) fail(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
+	msg := termsafe.Text(fmt.Sprintf(format, args...))
 	r.rep.Reasons = append(r.rep.Reasons, msg)
 	r.log.Error("drill problem", "problem", msg)
 }
 
 func (r *run) warn(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
+	msg := termsafe.Text(fmt.Sprintf(format, args...))
 	r.rep.Warnings = append(r.rep.Warnings, msg)
 	r.log.Warn(msg)
 }
@@ -552,7 +553,7 @@ func (r *run) record(ctx context.Context, group []string, res *restore.Result, e
 		r.compareTables(ctx, dbs)
 		return false
 	default:
-		msg := restore.OneLine(err).Error()
+		msg := reportError(err)
 		for name, what := range r.what {
 			if strings.Contains(msg, name) && !strings.Contains(msg, what) {
 				msg = strings.Replace(msg, name, name+" ("+what+")", 1)
@@ -604,7 +605,7 @@ func (r *run) compareTables(ctx context.Context, dbs []*DatabaseResult) {
 				sum, err := dump.Checksum(ctx, db, j.db.RestoredAs, j.t.Name)
 				mu.Lock()
 				if err != nil {
-					j.t.Detail = "could not be read back: " + err.Error()
+					j.t.Detail = "could not be read back: " + reportError(err)
 				} else {
 					rows := sum.Rows
 					j.t.RowsFound, j.t.ChecksumFound = &rows, sum.Checksum
@@ -676,7 +677,7 @@ func (r *run) restoreStorage(ctx context.Context, src backupset.Dest, m *backups
 		}
 		switch {
 		case err != nil:
-			s.Error = restore.OneLine(err).Error()
+			s.Error = reportError(err)
 			r.fail("storage source %s did not restore from target %s: %s", s.Source, src.Name, s.Error)
 			ok = false
 		case s.Files != s.FilesExpected:
