@@ -193,6 +193,7 @@ func startEmbedded(ctx context.Context, dir string, cfg *config.EmbeddedScratch,
 	}
 	cmd := exec.Command(server, args...)
 	cmd.Dir = dir
+	cmd.Env = scratchEnv(dir)
 	// Setpgid: signals to backupd's terminal group do not reach the server. Pdeathsig: the server
 	// dies with backupd (Go sets it after the credential, which would otherwise clear it).
 	// Credential: the server never runs as root, not even before it would drop privileges.
@@ -232,6 +233,7 @@ func logFileSize(bufferPool int64) int64 {
 func runGroup(ctx context.Context, name string, args []string, dir string, acct *runAs) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
+	cmd.Env = scratchEnv(dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: acct.credential()}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
@@ -358,4 +360,17 @@ func (e *embedded) shutdown() {
 	case <-time.After(10 * time.Second):
 		e.log.Error("scratch server did not die after SIGKILL", "pid", e.cmd.Process.Pid)
 	}
+}
+
+// scratchEnv is backupd's environment with TMPDIR set to the server's own tmp directory: the
+// install script makes temporary files there, and backupd's TMPDIR may be one the server's
+// unprivileged account cannot write to.
+func scratchEnv(dir string) []string {
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TMPDIR=") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "TMPDIR="+filepath.Join(dir, "tmp"))
 }
