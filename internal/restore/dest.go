@@ -14,6 +14,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/backupd/backupd/internal/dump"
+	"github.com/backupd/backupd/internal/mysqldsn"
 )
 
 // Server is what the restore learned about the destination server.
@@ -53,7 +54,10 @@ type destination struct {
 // cannot be reached is ErrUnreachable; one that refuses the account is ErrDestination. Errors
 // never contain the password.
 func openDestination(ctx context.Context, dsn string) (*destination, error) {
-	cfg, err := mysql.ParseDSN(dsn)
+	cfg, err := mysqldsn.Parse(dsn)
+	if errors.Is(err, mysqldsn.ErrAllowAllFiles) {
+		return nil, withKind(ErrDestination, err)
+	}
 	if err != nil {
 		return nil, withKind(ErrDestination, fmt.Errorf("parse the destination DSN: %s", redactDSNError(err)))
 	}
