@@ -460,13 +460,11 @@ func (d *destination) readMarker(ctx context.Context, database string) string {
 // createDatabase creates a database the restore names itself (under --as, or for selected
 // tables when it does not exist yet) with the set's character set and collation.
 func (d *destination) createDatabase(ctx context.Context, dp *DatabasePlan) error {
-	stmt := "CREATE DATABASE IF NOT EXISTS " + quoteIdent(dp.Dest)
-	if dp.Charset != "" {
-		stmt += " CHARACTER SET " + dp.Charset
+	cs, err := charsetClause(dp.Charset, dp.Collation)
+	if err != nil {
+		return fmt.Errorf("create database %s: %w", quoteIdent(dp.Dest), err)
 	}
-	if dp.Collation != "" {
-		stmt += " COLLATE " + dp.Collation
-	}
+	stmt := "CREATE DATABASE IF NOT EXISTS " + quoteIdent(dp.Dest) + cs
 	if _, err := d.db.ExecContext(ctx, stmt); err != nil {
 		return fmt.Errorf("create database %s: %w", quoteIdent(dp.Dest), err)
 	}
