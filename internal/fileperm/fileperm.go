@@ -86,3 +86,22 @@ func WriteKey(path string, data []byte) error {
 	}
 	return nil
 }
+
+// PrivateDir makes dir (and its parents) if needed and forces it to mode 0700: the state
+// directory holds the dedup key, spooled plaintext and local state, and an existing directory
+// created by hand or by an older version may be open to others.
+func PrivateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if st.Mode().Perm() != 0o700 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("make %s private (chmod 700 %s): %w", dir, dir, err)
+		}
+	}
+	return nil
+}

@@ -74,6 +74,9 @@ func Identities(cfg *config.Config, override string) ([]age.Identity, error) {
 func DedupKey(cfg *config.Config, log *slog.Logger) ([]byte, error) {
 	path := cfg.Encryption.DedupKeyFile
 	if path == "" {
+		if err := fileperm.PrivateDir(cfg.StateDir); err != nil {
+			return nil, fmt.Errorf("create the state directory (state_dir): %w", err)
+		}
 		path = filepath.Join(cfg.StateDir, "dedup.key")
 	}
 	if err := fileperm.CheckPrivate(path, "dedup key"); err != nil {

@@ -32,3 +32,18 @@ func TestDedupKeyPermissions(t *testing.T) {
 		t.Errorf("a 0640 dedup key: got %v, want a refusal saying chmod 600 %s", err, p)
 	}
 }
+
+// TestStateDirForcedPrivate: an existing state directory open to others is made 0700 before the
+// dedup key is written into it.
+func TestStateDirForcedPrivate(t *testing.T) {
+	cfg := &config.Config{StateDir: filepath.Join(t.TempDir(), "state")}
+	if err := os.Mkdir(cfg.StateDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DedupKey(cfg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(cfg.StateDir); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("state directory: %v (%v), want mode 0700", st, err)
+	}
+}
