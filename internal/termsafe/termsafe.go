@@ -6,6 +6,7 @@ package termsafe
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -22,6 +23,24 @@ func Name(s string) string {
 // backslash is kept as it is, so Text of its own result changes nothing.
 func Text(s string) string {
 	return escape(s, false)
+}
+
+// NewWriter returns a writer that passes text to w with Text's escapes, except that a newline
+// stays a newline: for a multi-line listing whose lines hold names from a backup set. A
+// name that itself holds a newline should also go through Name, so it cannot start a line.
+func NewWriter(w io.Writer) io.Writer { return &writer{w} }
+
+type writer struct{ w io.Writer }
+
+func (t *writer) Write(p []byte) (int, error) {
+	lines := strings.Split(string(p), "\n")
+	for i := range lines {
+		lines[i] = Text(lines[i])
+	}
+	if _, err := io.WriteString(t.w, strings.Join(lines, "\n")); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 func escape(s string, names bool) string {

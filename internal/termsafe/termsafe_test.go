@@ -1,6 +1,7 @@
 package termsafe
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -63,5 +64,16 @@ func TestText(t *testing.T) {
 		if again := Text(got); again != got {
 			t.Errorf("Text(Text(%q)) = %q, want it unchanged %q", tc.in, again, got)
 		}
+	}
+}
+
+func TestWriter(t *testing.T) {
+	var b strings.Builder
+	w := NewWriter(&b)
+	fmt.Fprintf(w, "  database:   %s\n", "shop\x1b[1A\x1b[2Kfake line")
+	fmt.Fprintf(w, "  contents:   %s\n", Name("a\nb"))
+	want := "  database:   shop\\x1b[1A\\x1b[2Kfake line\n  contents:   a\\nb\n"
+	if b.String() != want {
+		t.Errorf("got %q, want %q", b.String(), want)
 	}
 }
