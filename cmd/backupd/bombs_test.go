@@ -18,7 +18,8 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/backupd/backupd/internal/backup"
+	"time"
+
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/seal"
@@ -69,17 +70,17 @@ policies:
 	if err != nil {
 		t.Fatal(err)
 	}
-	dests, err := backup.OpenTargets(cfg, cfg.Policies[policy], targets.Options{})
+	dests, err := cfg.OpenTargets(cfg.Policies[policy], targets.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	sets, err := backupset.List(ctx, dests[0].Target, policy)
+	sets, _, err := backupset.List(ctx, dests[0].Target, policy, time.Now())
 	if err != nil || len(sets) != 1 {
 		t.Fatalf("list: %d sets, %v", len(sets), err)
 	}
 	orig := sets[0]
-	dr, err := backup.DumpOf(orig)
+	dr, err := orig.Dump()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -355,6 +355,13 @@ func drillLoadShop(t *testing.T, dsn string) string {
 func drillTempDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
+	// The embedded scratch runs as an unprivileged account, which must pass through to its
+	// directory (t.TempDir's own parent is 0700).
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Setenv("TMPDIR", dir)
 	return dir
 }

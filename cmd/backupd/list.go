@@ -13,6 +13,7 @@ import (
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/targets"
+	"github.com/backupd/backupd/internal/termsafe"
 )
 
 func init() {
@@ -67,7 +68,7 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stdout, "no committed sets for policy %s on %s\n", p.Name, strings.Join(p.Targets, ", "))
 		return nil
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(termsafe.NewWriter(stdout), 0, 4, 2, ' ', 0) // set IDs and target names come from the targets
 	fmt.Fprintln(tw, "SET\tFINISHED\tSIZE\tTABLES\tROWS\tTARGETS")
 	var untrusted []*listedSet
 	for _, s := range sets {

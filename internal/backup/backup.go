@@ -20,6 +20,7 @@ import (
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/dump"
+	"github.com/backupd/backupd/internal/fileperm"
 	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/seal"
@@ -80,6 +81,9 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 		return res, err
 	}
 	spoolDir := filepath.Join(cfg.StateDir, "spool")
+	if err := fileperm.PrivateDir(cfg.StateDir); err != nil {
+		return res, fmt.Errorf("create the state directory (state_dir): %w", err)
+	}
 	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
 		return res, fmt.Errorf("create spool directory: %w", err)
 	}

@@ -14,10 +14,10 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/robfig/cron/v3"
 
 	"github.com/backupd/backupd/internal/dump"
+	"github.com/backupd/backupd/internal/mysqldsn"
 	"github.com/backupd/backupd/internal/seal"
 )
 
@@ -371,9 +371,9 @@ func (d *decoder) checkMySQL(p string, m *MySQL) {
 // (dump.RedactDSNError): a malformed DSN may be split in the wrong place and put part of the
 // password in a message.
 func checkDSN(dsn string) error {
-	_, err := mysql.ParseDSN(dsn)
-	if err == nil {
-		return nil
+	err := mysqldsn.Check(dsn)
+	if err == nil || errors.Is(err, mysqldsn.ErrAllowAllFiles) {
+		return err
 	}
 	msg := dump.RedactDSNError(dsn, err)
 	if !strings.HasPrefix(msg, "invalid DSN") {

@@ -20,7 +20,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -28,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/fileperm"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -108,7 +108,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	if opts.Version == "" {
 		opts.Version = "dev"
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+	if err := fileperm.PrivateDir(cfg.StateDir); err != nil {
 		return nil, fmt.Errorf("create the state directory (state_dir): %w", err)
 	}
 	reg, m, tm := newRegistry(opts.Version)

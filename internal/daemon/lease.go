@@ -17,10 +17,11 @@ import (
 	"sync"
 	"time"
 
-	_ "github.com/go-sql-driver/mysql" // GET_LOCK on the policy's source server
+	"github.com/go-sql-driver/mysql" // GET_LOCK on the policy's source server
 
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/dump"
+	"github.com/backupd/backupd/internal/mysqldsn"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -375,10 +376,18 @@ func mysqlLockName(policy, kind string) string {
 func getLock(ctx context.Context, dsn, name string) (release func(), err error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	db, err := sql.Open("mysql", dsn)
+	cfg, err := mysqldsn.Parse(dsn)
+	if err != nil {
+		if errors.Is(err, mysqldsn.ErrAllowAllFiles) {
+			return nil, err
+		}
+		return nil, errors.New("connect to the source server: the DSN does not parse (details withheld: they may contain the password)")
+	}
+	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the source server: %s", dump.RedactDSNError(dsn, err))
 	}
+	db := sql.OpenDB(connector)
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		db.Close()

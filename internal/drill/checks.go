@@ -193,7 +193,7 @@ func runCheck(ctx context.Context, db *sql.DB, ch config.DrillCheck, query, sche
 	defer cancel()
 	value, err := queryValue(ctx, db, query, schema)
 	if err != nil {
-		res.Status, res.Detail = CheckError, "the query failed: "+err.Error()
+		res.Status, res.Detail = CheckError, "the query failed: "+reportError(err)
 		return res
 	}
 	res.Value = value

@@ -25,6 +25,7 @@ import (
 	"github.com/backupd/backupd/internal/restore"
 	"github.com/backupd/backupd/internal/storage"
 	"github.com/backupd/backupd/internal/targets"
+	"github.com/backupd/backupd/internal/termsafe"
 )
 
 // historyDepth is how many past reports per target a drill reads for its rotation and trend.
@@ -178,13 +179,13 @@ func (r *drillRun) dest(name string) (backupset.Dest, bool) {
 }
 
 func (r *drillRun) fail(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
+	msg := termsafe.Text(fmt.Sprintf(format, args...))
 	r.rep.Reasons = append(r.rep.Reasons, msg)
 	r.log.Error("drill problem", "problem", msg)
 }
 
 func (r *drillRun) warn(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
+	msg := termsafe.Text(fmt.Sprintf(format, args...))
 	r.rep.Warnings = append(r.rep.Warnings, msg)
 	r.log.Warn(msg)
 }
@@ -540,7 +541,7 @@ func (r *drillRun) record(ctx context.Context, group []string, res *restore.Resu
 		r.compareTables(ctx, dbs)
 		return false
 	default:
-		msg := humanize.OneLine(err).Error()
+		msg := reportError(err)
 		for name, what := range r.what {
 			if strings.Contains(msg, name) && !strings.Contains(msg, what) {
 				msg = strings.Replace(msg, name, name+" ("+what+")", 1)
@@ -592,7 +593,7 @@ func (r *drillRun) compareTables(ctx context.Context, dbs []*DatabaseResult) {
 				sum, err := dump.Checksum(ctx, db, j.db.RestoredAs, j.t.Name)
 				mu.Lock()
 				if err != nil {
-					j.t.Detail = "could not be read back: " + err.Error()
+					j.t.Detail = "could not be read back: " + reportError(err)
 				} else {
 					rows := sum.Rows
 					j.t.RowsFound, j.t.ChecksumFound = &rows, sum.Checksum
@@ -664,7 +665,7 @@ func (r *drillRun) restoreStorage(ctx context.Context, src backupset.Dest, m *ba
 		}
 		switch {
 		case err != nil:
-			s.Error = humanize.OneLine(err).Error()
+			s.Error = reportError(err)
 			r.fail("storage source %s did not restore from target %s: %s", s.Source, src.Name, s.Error)
 			ok = false
 		case s.Files != s.FilesExpected:

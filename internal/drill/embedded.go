@@ -47,6 +47,7 @@ type embedded struct {
 	version string
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when the server process has been waited for
+	acct    *runAs        // the account it runs as; nil: backupd's own
 	log     *slog.Logger
 }
 
@@ -111,12 +112,32 @@ func startEmbedded(ctx context.Context, dir string, cfg *config.EmbeddedScratch,
 	if len(e.socket) > 100 {
 		return e, fmt.Errorf("the scratch server's socket path %s is too long for a unix socket: set drill.scratch.embedded.dir to a shorter directory", e.socket)
 	}
-	for _, sub := range []string{"", "data", "tmp"} {
-		if err := os.Mkdir(filepath.Join(dir, sub), 0o700); err != nil {
+	acct, err := scratchAccount()
+	if err != nil {
+		return e, err
+	}
+	if acct != nil {
+		// The workspace stays backupd's; the server only needs to pass through it to its own
+		// directory.
+		if err := os.Chmod(filepath.Dir(dir), 0o711); err != nil {
 			return e, fmt.Errorf("create the scratch server's directory: %w", err)
 		}
 	}
-	asRoot := os.Geteuid() == 0
+	var own []string
+	for _, sub := range []string{"", "data", "tmp", scratchFilesDir} {
+		p := filepath.Join(dir, sub)
+		if err := os.Mkdir(p, 0o700); err != nil {
+			return e, fmt.Errorf("create the scratch server's directory: %w", err)
+		}
+		own = append(own, p)
+	}
+	if err := acct.give(own...); err != nil {
+		return e, err
+	}
+	if err := acct.checkReachable(dir); err != nil {
+		return e, err
+	}
+	e.acct = acct
 
 	// Initialise the data directory.
 	var initArgs []string
@@ -125,19 +146,13 @@ func startEmbedded(ctx context.Context, dir string, cfg *config.EmbeddedScratch,
 		initCmd = install
 		initArgs = []string{"--no-defaults", "--datadir=" + filepath.Join(dir, "data"),
 			"--auth-root-authentication-method=normal", "--skip-test-db", "--skip-name-resolve"}
-		if asRoot {
-			initArgs = append(initArgs, "--user=root")
-		}
 	} else {
 		initCmd = server
 		initArgs = []string{"--no-defaults", "--initialize-insecure", "--datadir=" + filepath.Join(dir, "data"),
 			"--tmpdir=" + filepath.Join(dir, "tmp"), "--log-error=" + filepath.Join(dir, "init.log")}
-		if asRoot {
-			initArgs = append(initArgs, "--user=root")
-		}
 	}
 	start := time.Now()
-	if out, err := runGroup(ctx, initCmd, initArgs, dir); err != nil {
+	if out, err := runGroup(ctx, initCmd, initArgs, dir, acct); err != nil {
 		if ctx.Err() != nil {
 			return e, ctx.Err()
 		}
@@ -162,23 +177,27 @@ func startEmbedded(ctx context.Context, dir string, cfg *config.EmbeddedScratch,
 		"--innodb-buffer-pool-dump-at-shutdown=0",
 		"--max-allowed-packet=1073741824",
 		"--performance-schema=OFF",
-		// Restored events must not fire and change the data that is being compared.
-		"--event-scheduler=DISABLED",
+		// Restored events must not fire and change the data that is being compared. OFF, not
+		// DISABLED: a server started with DISABLED refuses CREATE EVENT (error 1577), so every
+		// set with an event failed its drill.
+		"--event-scheduler=OFF",
 		"--local-infile=0",
+		// Files only inside the server's own directory: LOAD_FILE, SELECT … INTO OUTFILE and
+		// LOAD DATA INFILE in a hostile set cannot read backupd's keys or write anywhere else.
+		"--secure-file-priv=" + filepath.Join(dir, scratchFilesDir),
 	}
 	if flavor == "mariadb" {
 		args = append(args, "--innodb-flush-method=nosync", "--skip-name-resolve")
 	} else {
 		args = append(args, "--loose-mysqlx=OFF", "--skip-name-resolve")
 	}
-	if asRoot {
-		args = append(args, "--user=root")
-	}
 	cmd := exec.Command(server, args...)
 	cmd.Dir = dir
+	cmd.Env = scratchEnv(dir)
 	// Setpgid: signals to backupd's terminal group do not reach the server. Pdeathsig: the server
-	// dies with backupd.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// dies with backupd (Go sets it after the credential, which would otherwise clear it).
+	// Credential: the server never runs as root, not even before it would drop privileges.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: acct.credential()}
 	console, err := os.Create(filepath.Join(dir, "console.log"))
 	if err != nil {
 		return e, fmt.Errorf("start the scratch server: %w", err)
@@ -211,10 +230,11 @@ func logFileSize(bufferPool int64) int64 {
 
 // runGroup runs a command in its own process group, killing the whole group (a bootstrap
 // server included) when ctx ends.
-func runGroup(ctx context.Context, name string, args []string, dir string) ([]byte, error) {
+func runGroup(ctx context.Context, name string, args []string, dir string, acct *runAs) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Env = scratchEnv(dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: acct.credential()}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
 	var out bytes.Buffer
@@ -340,4 +360,17 @@ func (e *embedded) shutdown() {
 	case <-time.After(10 * time.Second):
 		e.log.Error("scratch server did not die after SIGKILL", "pid", e.cmd.Process.Pid)
 	}
+}
+
+// scratchEnv is backupd's environment with TMPDIR set to the server's own tmp directory: the
+// install script makes temporary files there, and backupd's TMPDIR may be one the server's
+// unprivileged account cannot write to.
+func scratchEnv(dir string) []string {
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TMPDIR=") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, "TMPDIR="+filepath.Join(dir, "tmp"))
 }

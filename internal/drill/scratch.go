@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/backupd/backupd/internal/dump"
+	"github.com/backupd/backupd/internal/mysqldsn"
 )
 
 // Scratch kinds.
@@ -42,7 +44,10 @@ type dsnScratch struct {
 // openDSNScratch connects and chooses a name for every source database that does not exist on
 // the server. The names carry a random token, so two drills of the same set never collide.
 func openDSNScratch(ctx context.Context, dsn, policy, setID string, sources []string, log *slog.Logger) (*dsnScratch, error) {
-	cfg, err := mysql.ParseDSN(dsn)
+	cfg, err := mysqldsn.Parse(dsn)
+	if errors.Is(err, mysqldsn.ErrAllowAllFiles) {
+		return nil, fmt.Errorf("drill.scratch.dsn: %w", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("the scratch DSN does not parse (details withheld: they may contain the password)")
 	}

@@ -65,17 +65,7 @@ func sweepStale(parent string, log *slog.Logger) {
 		} else if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && alive(pid) {
 			continue // a drill that is running
 		}
-		if b, err := os.ReadFile(filepath.Join(dir, "server", serverPIDFile)); err == nil {
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && alive(pid) {
-				// Only if it really is the server of this directory: pids are reused.
-				if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && bytes.Contains(cmdline, []byte(dir)) {
-					syscall.Kill(pid, syscall.SIGKILL)
-					for i := 0; i < 50 && alive(pid); i++ {
-						time.Sleep(100 * time.Millisecond)
-					}
-				}
-			}
-		}
+		killStaleServer(filepath.Join(dir, "server"))
 		if err := os.RemoveAll(dir); err == nil {
 			log.Warn("removed the temporary directory of an interrupted drill", "dir", dir)
 		}
@@ -88,4 +78,61 @@ func alive(pid int) bool {
 	}
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// killStaleServer kills the scratch server a dead drill left running in serverDir. Pids are
+// reused and the pid file is written by the server's own (unprivileged) account, so the pid is
+// killed only if the process runs as the owner of the data directory and its command line has
+// exactly this data directory: a process whose arguments merely contain the path is left alone.
+func killStaleServer(serverDir string) {
+	b, err := os.ReadFile(filepath.Join(serverDir, serverPIDFile))
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || !alive(pid) {
+		return
+	}
+	datadir := filepath.Join(serverDir, "data")
+	st, err := os.Lstat(datadir)
+	if err != nil {
+		return
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok || !isScratchServer(pid, sys.Uid, datadir) {
+		return
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	for i := 0; i < 50 && alive(pid); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// isScratchServer reports whether process pid runs as uid (real and effective) with the
+// argument --datadir=datadir.
+func isScratchServer(pid int, uid uint32, datadir string) bool {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	owned := false
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "Uid:" {
+			want := strconv.FormatUint(uint64(uid), 10)
+			owned = f[1] == want && f[2] == want
+		}
+	}
+	if !owned {
+		return false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	for _, arg := range bytes.Split(cmdline, []byte{0}) {
+		if string(arg) == "--datadir="+datadir {
+			return true
+		}
+	}
+	return false
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/backupd/backupd/internal/mysqldsn"
 )
 
 // Server flavors.
@@ -25,7 +27,10 @@ const (
 // database (every name is qualified), no time parsing and no client-side interpolation, so values
 // arrive as the server's text.
 func openDB(dsn string) (*sql.DB, *mysql.Config, error) {
-	cfg, err := mysql.ParseDSN(dsn)
+	cfg, err := mysqldsn.Parse(dsn)
+	if errors.Is(err, mysqldsn.ErrAllowAllFiles) {
+		return nil, nil, err
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("parse DSN: %w", errors.New(RedactDSNError(dsn, err)))
 	}

@@ -181,7 +181,7 @@ func discover(ctx context.Context, q querier, dbs []*dbInfo, exclude map[string]
 		return fmt.Errorf("list tables: %w", err)
 	}
 
-	rows, err = q.QueryContext(ctx, "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, COALESCE(CHARACTER_SET_NAME,''), EXTRA, IS_NULLABLE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN "+in+" ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION")
+	rows, err = q.QueryContext(ctx, "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, COALESCE(CHARACTER_SET_NAME,''), IF(COALESCE(GENERATION_EXPRESSION,'') IN ('ROW START','ROW END'), GENERATION_EXPRESSION, EXTRA), IS_NULLABLE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA IN "+in+" ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION")
 	if err != nil {
 		return fmt.Errorf("list columns: %w", err)
 	}
@@ -201,7 +201,8 @@ func discover(ctx context.Context, q querier, dbs []*dbInfo, exclude map[string]
 		ex := strings.ToUpper(extra)
 		if strings.Contains(ex, "ROW START") || strings.Contains(ex, "ROW END") {
 			// System-versioning period columns are set by the server on insert; history is
-			// not dumped (a warning says so).
+			// not dumped (a warning says so). Declared ones (row_start … GENERATED ALWAYS AS
+			// ROW START) show it in GENERATION_EXPRESSION, implicit ones in EXTRA.
 			continue
 		}
 		c.Generated = strings.Contains(ex, "VIRTUAL GENERATED") || strings.Contains(ex, "STORED GENERATED") || strings.Contains(ex, "PERSISTENT GENERATED")
@@ -308,7 +309,7 @@ func isIntegerType(dt string) bool {
 
 // loadTableColumns reads one table's columns for Checksum, with the same rules as discover.
 func loadTableColumns(ctx context.Context, q querier, database, tableName string) ([]column, error) {
-	rows, err := q.QueryContext(ctx, "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, COALESCE(CHARACTER_SET_NAME,''), EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "+quoteString(database)+" AND TABLE_NAME = "+quoteString(tableName)+" ORDER BY ORDINAL_POSITION")
+	rows, err := q.QueryContext(ctx, "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, COALESCE(CHARACTER_SET_NAME,''), IF(COALESCE(GENERATION_EXPRESSION,'') IN ('ROW START','ROW END'), GENERATION_EXPRESSION, EXTRA) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "+quoteString(database)+" AND TABLE_NAME = "+quoteString(tableName)+" ORDER BY ORDINAL_POSITION")
 	if err != nil {
 		return nil, fmt.Errorf("list columns of %s: %w", qualified(database, tableName), err)
 	}

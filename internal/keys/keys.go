@@ -17,6 +17,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/fileperm"
 	"github.com/backupd/backupd/internal/seal"
 )
 
@@ -73,7 +74,13 @@ func Identities(cfg *config.Config, override string) ([]age.Identity, error) {
 func DedupKey(cfg *config.Config, log *slog.Logger) ([]byte, error) {
 	path := cfg.Encryption.DedupKeyFile
 	if path == "" {
+		if err := fileperm.PrivateDir(cfg.StateDir); err != nil {
+			return nil, fmt.Errorf("create the state directory (state_dir): %w", err)
+		}
 		path = filepath.Join(cfg.StateDir, "dedup.key")
+	}
+	if err := fileperm.CheckPrivate(path, "dedup key"); err != nil {
+		return nil, err
 	}
 	data, err := os.ReadFile(path)
 	if err == nil {
@@ -90,21 +97,11 @@ func DedupKey(cfg *config.Config, log *slog.Logger) ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, fmt.Errorf("generate dedup key: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("create directory for the dedup key: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	err = fileperm.WriteKey(path, []byte(hex.EncodeToString(key)+"\n"))
 	if errors.Is(err, fs.ErrExist) {
 		return DedupKey(cfg, log) // another process made it first
 	}
 	if err != nil {
-		return nil, fmt.Errorf("create dedup key: %w", err)
-	}
-	if _, err := fmt.Fprintln(f, hex.EncodeToString(key)); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("write dedup key: %w", err)
-	}
-	if err := f.Close(); err != nil {
 		return nil, fmt.Errorf("write dedup key: %w", err)
 	}
 	log.Info("generated a new dedup key for storage snapshots; share it with other hosts backing up the same storage via encryption.dedup_key_file", "path", path)

@@ -160,10 +160,12 @@ func deliver(ctx context.Context, cfg SMTPConfig, from string, to []*mail.Addres
 			return errPlaintextAuth(cfg)
 		}
 		if ok, _ := c.Extension("AUTH"); !ok {
-			return fmt.Errorf("the server does not offer AUTH, but smtp.username %q is set; remove the username if the server relays without one, or check the port", cfg.Username)
+			return errors.New("the server does not offer AUTH, but smtp.username is set; remove the username if the server relays without one, or check the port")
 		}
 		if err := c.Auth(&loginAuth{user: cfg.Username, pass: cfg.Password, host: cfg.Host}); err != nil {
-			return fmt.Errorf("authenticate as %q: %w; check smtp.username and smtp.password", cfg.Username, err)
+			// The user name is not quoted: it is often an API token or an address that is itself
+			// a credential, and this message goes into logs and alerts.
+			return fmt.Errorf("authenticate as smtp.username: %w; check smtp.username and smtp.password", err)
 		}
 	}
 	if err := c.Mail(from); err != nil {
@@ -230,7 +232,7 @@ func (a *loginAuth) Next(fromServer []byte, more bool) ([]byte, error) {
 }
 
 func errPlaintextAuth(cfg SMTPConfig) error {
-	return fmt.Errorf("refusing to send the password of SMTP user %q to %s over an unencrypted connection; enable smtp.start_tls, use port 465 (SMTPS), or relay through a server on loopback", cfg.Username, cfg.Host)
+	return fmt.Errorf("refusing to send the SMTP password to %s over an unencrypted connection; enable smtp.start_tls, use port 465 (SMTPS), or relay through a server on loopback", cfg.Host)
 }
 
 func isLoopback(host string) bool {

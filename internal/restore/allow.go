@@ -66,9 +66,9 @@ func (d definer) String() string {
 		return "CURRENT_USER"
 	}
 	if d.role {
-		return quoteIdent(d.user)
+		return dump.QuoteIdent(d.user)
 	}
-	return quoteIdent(d.user) + "@" + quoteIdent(d.host)
+	return dump.QuoteIdent(d.user) + "@" + dump.QuoteIdent(d.host)
 }
 
 func newObjectCheck(o dump.Object, database string) *objectCheck {
@@ -294,7 +294,7 @@ func (c *objectCheck) checkInsert(l *lexer, stmt []byte) error {
 	}
 	k = next()
 	if k.kind != tokIdent || identName(string(stmt[k.s:k.e])) != c.obj.Name {
-		return c.refuse("INSERT", fmt.Sprintf("into another table than the object's own %s", quoteIdent(c.obj.Name)))
+		return c.refuse("INSERT", fmt.Sprintf("into another table than the object's own %s", dump.QuoteIdent(c.obj.Name)))
 	}
 	k = next()
 	if !isPunct(k, '(') {
@@ -441,12 +441,12 @@ func (c *objectCheck) checkCreate(t *toks2) error {
 		ok = ok && t.word("COLLATE") && t.peek(0).kind == tokWord
 		t.i++
 		if !ok || !t.eof() {
-			return c.refuse("CREATE DATABASE", "other than of the set's own database "+quoteIdent(c.database)+" with a character set and collation")
+			return c.refuse("CREATE DATABASE", "other than of the set's own database "+dump.QuoteIdent(c.database)+" with a character set and collation")
 		}
 		return nil
 	}
 	if name, ok := t.ownName(c.obj.Name); !ok {
-		return c.refuse("CREATE "+strings.ToUpper(kind), fmt.Sprintf("of %s, not of the object itself (%s) in the database restored", quoteIdent(name), quoteIdent(c.obj.Name)))
+		return c.refuse("CREATE "+strings.ToUpper(kind), fmt.Sprintf("of %s, not of the object itself (%s) in the database restored", dump.QuoteIdent(name), dump.QuoteIdent(c.obj.Name)))
 	}
 	if kind == dump.KindTrigger {
 		ok := (t.word("BEFORE") || t.word("AFTER")) && (t.word("INSERT") || t.word("UPDATE") || t.word("DELETE")) && t.word("ON")
@@ -454,7 +454,7 @@ func (c *objectCheck) checkCreate(t *toks2) error {
 			_, ok = t.ownName(c.obj.Table)
 		}
 		if !ok {
-			return c.refuse("CREATE TRIGGER", "on another table than its own "+quoteIdent(c.obj.Table))
+			return c.refuse("CREATE TRIGGER", "on another table than its own "+dump.QuoteIdent(c.obj.Table))
 		}
 	}
 	if kind == dump.KindSequence {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/backupd/backupd/internal/dump"
 	"github.com/backupd/backupd/internal/humanize"
+	"github.com/backupd/backupd/internal/mysqldsn"
 )
 
 // Server is what the restore learned about the destination server.
@@ -54,7 +55,10 @@ type destination struct {
 // cannot be reached is ErrUnreachable; one that refuses the account is ErrDestination. Errors
 // never contain the password.
 func openDestination(ctx context.Context, dsn string) (*destination, error) {
-	cfg, err := mysql.ParseDSN(dsn)
+	cfg, err := mysqldsn.Parse(dsn)
+	if errors.Is(err, mysqldsn.ErrAllowAllFiles) {
+		return nil, withKind(ErrDestination, err)
+	}
 	if err != nil {
 		return nil, withKind(ErrDestination, fmt.Errorf("parse the destination DSN: %s", dump.RedactDSNError(dsn, err)))
 	}
@@ -449,13 +453,11 @@ func (d *destination) readMarker(ctx context.Context, database string) string {
 // createDatabase creates a database the restore names itself (under --as, or for selected
 // tables when it does not exist yet) with the set's character set and collation.
 func (d *destination) createDatabase(ctx context.Context, dp *DatabasePlan) error {
-	stmt := "CREATE DATABASE IF NOT EXISTS " + dump.QuoteIdent(dp.Dest)
-	if dp.Charset != "" {
-		stmt += " CHARACTER SET " + dp.Charset
+	cs, err := charsetClause(dp.Charset, dp.Collation)
+	if err != nil {
+		return fmt.Errorf("create database %s: %w", dump.QuoteIdent(dp.Dest), err)
 	}
-	if dp.Collation != "" {
-		stmt += " COLLATE " + dp.Collation
-	}
+	stmt := "CREATE DATABASE IF NOT EXISTS " + dump.QuoteIdent(dp.Dest) + cs
 	if _, err := d.db.ExecContext(ctx, stmt); err != nil {
 		return fmt.Errorf("create database %s: %w", dump.QuoteIdent(dp.Dest), err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/backupd/backupd/internal/dump"
 	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/seal"
+	"github.com/backupd/backupd/internal/termsafe"
 )
 
 // Options configure a database restore. The zero value of every optional field is sensible.
@@ -385,6 +386,7 @@ func shortKeys(keys []string) string {
 
 // Describe writes the plan for a person about to confirm it. It never shows a password.
 func (p *Plan) Describe(w io.Writer, now time.Time) {
+	w = termsafe.NewWriter(w) // names come from the set: no control characters on the terminal
 	m, r := p.Manifest, p.Dump
 	snap := r.SnapshotAt
 	if snap.IsZero() {
@@ -440,10 +442,14 @@ func listShort(names []string, max int) string {
 	if len(names) == 0 {
 		return "(none)"
 	}
-	if len(names) <= max {
-		return strings.Join(names, ", ")
+	safe := make([]string, 0, min(len(names), max))
+	for _, n := range names[:min(len(names), max)] {
+		safe = append(safe, termsafe.Name(n))
 	}
-	return strings.Join(names[:max], ", ") + fmt.Sprintf(" and %d more", len(names)-max)
+	if len(names) <= max {
+		return strings.Join(safe, ", ")
+	}
+	return strings.Join(safe, ", ") + fmt.Sprintf(" and %d more", len(names)-max)
 }
 
 // age formats a duration the way a person says how old something is.

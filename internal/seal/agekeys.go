@@ -1,17 +1,17 @@
 package seal
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"filippo.io/age"
 	"filippo.io/age/agessh"
+
+	"github.com/backupd/backupd/internal/fileperm"
 )
 
 // ParseRecipient parses one recipient as the config accepts it: an age X25519 public key
@@ -70,6 +70,9 @@ func ParseRecipients(list []string) ([]age.Recipient, error) {
 // LoadIdentities reads an age identity file (AGE-SECRET-KEY-… lines, # comments) or an
 // unencrypted SSH private key (ed25519 or RSA).
 func LoadIdentities(path string) ([]age.Identity, error) {
+	if err := fileperm.CheckPrivate(path, "identity file"); err != nil {
+		return nil, err
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read identity file: %w (pass the private key with --identity or encryption.identity_file)", err)
@@ -96,26 +99,10 @@ func GenerateKey(path string, now time.Time) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("generate age key: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", fmt.Errorf("create directory for age key: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("create age key file: %w", err)
-	}
 	pub := id.Recipient().String()
-	w := bufio.NewWriter(f)
-	fmt.Fprintf(w, "# created: %s by backupd\n# public key: %s\n%s\n", now.UTC().Format(time.RFC3339), pub, id.String())
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return "", fmt.Errorf("write age key file: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return "", fmt.Errorf("sync age key file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return "", fmt.Errorf("close age key file: %w", err)
+	text := fmt.Sprintf("# created: %s by backupd\n# public key: %s\n%s\n", now.UTC().Format(time.RFC3339), pub, id.String())
+	if err := fileperm.WriteKey(path, []byte(text)); err != nil {
+		return "", fmt.Errorf("create age key file: %w", err)
 	}
 	return pub, nil
 }
