@@ -16,7 +16,9 @@ import (
 // what backupd signs and backupd checks what `ssh-keygen -Y sign` signs.
 //
 // Blob:        "SSHSIG" uint32(1) string(publickey) string(namespace) string(reserved)
-//              string(hash_algorithm) string(signature)
+//
+//	string(hash_algorithm) string(signature)
+//
 // Signed data: "SSHSIG" string(namespace) string(reserved) string(hash_algorithm) string(H(message))
 //
 // The namespace is inside the signed data, so a signature made for one kind of object never
