@@ -16,7 +16,7 @@ import (
 // maxKeyFileSize caps what is read from a key file: an OpenSSH Ed25519 key is about 400 bytes.
 const maxKeyFileSize = 64 << 10
 
-// LoadKey reads an unencrypted OpenSSH Ed25519 private key (as `ssh-keygen -t ed25519 -N ”`
+// LoadKey reads an unencrypted OpenSSH Ed25519 private key (as `ssh-keygen -t ed25519 -N ""`
 // or GenerateKey writes it). A file with group or other permission bits is refused: the key
 // decides which sets every host trusts.
 func LoadKey(path string) (*Signer, error) {

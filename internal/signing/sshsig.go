@@ -15,11 +15,14 @@ import (
 // The SSH signature format (OpenSSH's PROTOCOL.sshsig), so that `ssh-keygen -Y verify` checks
 // what backupd signs and backupd checks what `ssh-keygen -Y sign` signs.
 //
-// Blob:        "SSHSIG" uint32(1) string(publickey) string(namespace) string(reserved)
+// Blob:
 //
+//	"SSHSIG" uint32(1) string(publickey) string(namespace) string(reserved)
 //	string(hash_algorithm) string(signature)
 //
-// Signed data: "SSHSIG" string(namespace) string(reserved) string(hash_algorithm) string(H(message))
+// Signed data:
+//
+//	"SSHSIG" string(namespace) string(reserved) string(hash_algorithm) string(H(message))
 //
 // The namespace is inside the signed data, so a signature made for one kind of object never
 // verifies as another kind, whatever the blob's own namespace field says.
