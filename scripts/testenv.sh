@@ -40,7 +40,7 @@ MAILPIT_PKG="github.com/axllent/mailpit@v1.33.1"
 MAILPIT_MOD="github.com/axllent/mailpit@v1.33.1"
 TOXIPROXY_PKG="github.com/Shopify/toxiproxy/v2/cmd/server@v2.5.0"
 TOXIPROXY_MOD="github.com/Shopify/toxiproxy/v2@v2.5.0"
-APT_PACKAGES=(mariadb-client age zstd mydumper jq)
+APT_PACKAGES=(mariadb-client age zstd mydumper jq openssh-client)
 
 MINIO_PORT="${BACKUPD_TESTENV_MINIO_PORT:-19000}"
 VERSITYGW_PORT="${BACKUPD_TESTENV_VERSITYGW_PORT:-19100}"

@@ -133,6 +133,7 @@ func writeConfigSummary(w io.Writer, cfg *config.Config, now time.Time) {
 	if e.IdentityFile != "" {
 		fmt.Fprintf(w, "identity_file: %s\n", e.IdentityFile)
 	}
+	writeSigningSummary(w, cfg)
 	if s := cfg.SMTP; s != nil {
 		tls := "plain"
 		if s.StartTLS {

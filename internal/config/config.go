@@ -78,6 +78,7 @@ type Config struct {
 
 	Targets    map[string]*Target
 	Encryption Encryption
+	Signing    Signing
 	SMTP       *SMTP // nil when absent
 	Policies   map[string]*Policy
 

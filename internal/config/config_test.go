@@ -214,6 +214,7 @@ func TestFullCoversSchema(t *testing.T) {
 		"":                     rootFields(newConfig("", "")),
 		"targets.*":            targetFields(newTarget(""), ""),
 		"encryption":           encryptionFields(&Encryption{}),
+		"signing":              signingFields(&Signing{}),
 		"smtp":                 smtpFields(newSMTP()),
 		"policies.*":           policyFields(newPolicy("", "")),
 		"policies.*.mysql":     mysqlFields(newMySQL()),

@@ -22,6 +22,7 @@ func rootFields(c *Config) fields {
 			d.target(n, p, t)
 		}),
 		"encryption": object(encryptionFields(&c.Encryption)),
+		"signing":    object(signingFields(&c.Signing)),
 		"smtp": func(d *decoder, n *yaml.Node, p string) {
 			c.SMTP = newSMTP()
 			d.mapping(n, p, smtpFields(c.SMTP))

@@ -35,6 +35,7 @@ func (d *decoder) finish(c *Config) {
 		d.checkSMTP(c.SMTP)
 	}
 	d.checkEncryption(c)
+	d.checkSigning(c)
 	for _, name := range sortedKeys(c.Policies) {
 		d.checkPolicy(c, c.Policies[name])
 	}

@@ -1,0 +1,2 @@
+go test fuzz v1
+[]byte("-----BEGIN SSH SIGNATURE-----\nU1NIU0lHAAAAAQAAADMAAAALc3NoLWVkMjU1MTkAAAAg/2TrKfSn3A==\n-----END SSH SIGNATURE-----\n")
