@@ -11,6 +11,8 @@
 //
 // Safety invariants, whatever the policy says (an all-zero policy included):
 //   - the newest committed set is always kept;
+//   - the newest committed set proven restorable (it passed verify or a drill) is always kept,
+//     so a run of new sets that nobody has proven yet cannot push the last known-good one out;
 //   - an uncommitted set is never chosen by a rule, and never marked for deletion either: removing
 //     it is the garbage collector's decision (see StaleUncommitted), because it may be a backup
 //     that is being written right now;
@@ -30,6 +32,9 @@ type Set struct {
 	ID        string    // sorts by time, e.g. 20261127T030000Z-3f9a
 	Time      time.Time // when the set was taken
 	Committed bool      // its manifest exists: the set is complete
+	// Proven: the set passed verify or a restoration drill. The newest proven set is kept
+	// whatever the rules say: a newer set may be damaged in a way only a drill shows.
+	Proven bool
 }
 
 // Policy is a grandfather-father-son retention policy. Each count is how many sets (KeepLast) or
@@ -81,6 +86,7 @@ type Decision struct {
 	ID        string
 	Time      time.Time
 	Committed bool
+	Proven    bool
 	// Keep is true for a set that must stay. For a committed set, false means prune deletes it.
 	// For an uncommitted set it is always false and means only "retention does not vouch for it":
 	// prune must leave it to the garbage collector (use Prunable, never !Keep alone).
@@ -94,6 +100,7 @@ type Decision struct {
 // Reasons given for sets no rule kept.
 const (
 	ReasonNewest      = "newest committed set"
+	ReasonProven      = "newest set proven restorable (verify or drill)"
 	ReasonNotSelected = "not selected by any rule"
 	ReasonUncommitted = "uncommitted"
 )
@@ -130,6 +137,13 @@ func Select(sets []Set, now time.Time, p Policy) []Decision {
 		newest := &ds[eligible[0]]
 		newest.Keep = true
 		newest.Reasons = append(newest.Reasons, ReasonNewest)
+		for _, i := range eligible {
+			if d := &ds[i]; d.Proven {
+				d.Keep = true
+				d.Reasons = append(d.Reasons, ReasonProven)
+				break
+			}
+		}
 	}
 
 	for _, r := range p.rules() {
@@ -184,6 +198,7 @@ func merge(sets []Set) []Decision {
 		if i, ok := byID[s.ID]; ok {
 			d := &ds[i]
 			d.Committed = d.Committed || s.Committed
+			d.Proven = d.Proven || s.Proven
 			// Entries of one ID should agree on the time; if they do not, the latest wins so
 			// the result stays independent of input order.
 			if s.Time.After(d.Time) {
@@ -192,7 +207,7 @@ func merge(sets []Set) []Decision {
 			continue
 		}
 		byID[s.ID] = len(ds)
-		ds = append(ds, Decision{ID: s.ID, Time: s.Time, Committed: s.Committed})
+		ds = append(ds, Decision{ID: s.ID, Time: s.Time, Committed: s.Committed, Proven: s.Proven})
 	}
 	slices.SortFunc(ds, func(a, b Decision) int {
 		if c := b.Time.Compare(a.Time); c != 0 {

@@ -600,3 +600,35 @@ func TestPolicyString(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectKeepsNewestProven: keep_last 1 after a series of unproven sets still keeps the
+// newest set that passed verify or a drill, and only that one of the proven sets.
+func TestSelectKeepsNewestProven(t *testing.T) {
+	now := date("2026-12-05T12:00:00Z")
+	sets := series(now.Add(-time.Hour), time.Hour, 6) // oldest first
+	sets[1].Proven = true
+	sets[3].Proven = true
+	// The same set listed by a second target without the proof still counts as proven.
+	sets = append(sets, Set{ID: sets[3].ID, Time: sets[3].Time, Committed: true})
+	// A proven set in the future takes no part: it cannot pin anything.
+	future := now.Add(time.Hour)
+	sets = append(sets, Set{ID: id(future, 99), Time: future, Committed: true, Proven: true})
+
+	ds := Select(sets, now, Policy{KeepLast: 1})
+	got := kept(ds)
+	want := []string{id(future, 99), sets[5].ID, sets[3].ID}
+	if !slices.Equal(got, want) {
+		t.Fatalf("kept %v, want %v", got, want)
+	}
+	for _, d := range ds {
+		if d.ID == sets[3].ID && !slices.Contains(d.Reasons, ReasonProven) {
+			t.Errorf("%s reasons %v, want %q among them", d.ID, d.Reasons, ReasonProven)
+		}
+	}
+
+	// When the newest set is itself the newest proven one, nothing older is pinned.
+	sets[5].Proven = true
+	if got := kept(Select(sets[:6], now, Policy{KeepLast: 1})); !slices.Equal(got, []string{sets[5].ID}) {
+		t.Fatalf("kept %v, want only the newest", got)
+	}
+}
