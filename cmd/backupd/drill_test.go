@@ -354,15 +354,21 @@ func drillLoadShop(t *testing.T, dsn string) string {
 // anything else made with os.MkdirTemp("") go there too until the test ends.
 func drillTempDir(t *testing.T) string {
 	t.Helper()
+	dir := searchableTempDir(t)
+	t.Setenv("TMPDIR", dir)
+	return dir
+}
+
+// searchableTempDir is a t.TempDir the embedded scratch's unprivileged account can pass
+// through to its own directory (t.TempDir's parent is 0700).
+func searchableTempDir(t *testing.T) string {
+	t.Helper()
 	dir := t.TempDir()
-	// The embedded scratch runs as an unprivileged account, which must pass through to its
-	// directory (t.TempDir's own parent is 0700).
 	for _, d := range []string{filepath.Dir(dir), dir} {
 		if err := os.Chmod(d, 0o711); err != nil {
 			t.Fatal(err)
 		}
 	}
-	t.Setenv("TMPDIR", dir)
 	return dir
 }
 
