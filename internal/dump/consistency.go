@@ -229,6 +229,21 @@ func (d *dumper) lockStep(ctx context.Context, stmt string, watch blockerFilter,
 	}
 }
 
+// waitNoWriters waits, holding no lock, until no long-running write or DDL is visible or the
+// deadline has passed.
+func (d *dumper) waitNoWriters(ctx context.Context, deadline time.Time) error {
+	for time.Now().Before(deadline) {
+		blockers, err := d.processlist(ctx, true)
+		if err != nil || len(blockers) == 0 {
+			return nil
+		}
+		if err := sleepCtx(ctx, min(250*time.Millisecond, time.Until(deadline))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return nil
@@ -294,19 +309,41 @@ func (d *dumper) snapshotBackupStage(ctx context.Context) (err error) {
 	d.res.Consistency.Mode = ModeBackupStage
 	start := time.Now()
 	deadline := start.Add(d.opts.LockWaitTimeout)
-	if err := d.lockStep(ctx, "BACKUP STAGE START", watchNone, start, deadline); err != nil {
-		return err
-	}
-	held := true
+	held := false
 	defer func() {
 		if held {
 			d.releaseLock("BACKUP STAGE END")
 		}
 	}()
-	if err := d.lockStep(ctx, "BACKUP STAGE FLUSH", watchWrites, start, deadline); err != nil {
-		return err
+	var flushAt time.Time
+	for {
+		if err := d.lockStep(ctx, "BACKUP STAGE START", watchNone, start, deadline); err != nil {
+			return err
+		}
+		held = true
+		if err := d.lockStep(ctx, "BACKUP STAGE FLUSH", watchWrites, start, deadline); err != nil {
+			return err
+		}
+		flushAt = time.Now()
+		// From FLUSH on, every write to a non-transactional table on the server waits for END
+		// (the mysql.* tables included). BLOCK_DDL waits for running writes, so a long write
+		// that began after FLUSH must not be waited for while FLUSH is held: let go, wait for
+		// it with nothing held, and start over. After the deadline, lockStep's last attempt
+		// and its error naming the blockers decide.
+		blockers, err := d.processlist(ctx, true)
+		if err != nil || len(blockers) == 0 || !time.Now().Before(deadline) {
+			break
+		}
+		if _, err := d.control.conn.ExecContext(ctx, "BACKUP STAGE END"); err != nil {
+			return fmt.Errorf("release the backup lock (BACKUP STAGE END) to wait for a long-running write: %w", err)
+		}
+		held = false
+		d.log.Info("a long-running write started after BACKUP STAGE FLUSH; released the lock so other writes are not stalled, and will start over once it has finished",
+			"blocker_id", blockers[0].ID, "blocker_user", blockers[0].User, "blocker_verb", blockers[0].Verb, "blocker_time", blockers[0].Time.Round(time.Second))
+		if err := d.waitNoWriters(ctx, deadline); err != nil {
+			return err
+		}
 	}
-	flushAt := time.Now()
 	if err := d.lockStep(ctx, "BACKUP STAGE BLOCK_DDL", watchWrites, start, deadline); err != nil {
 		return err
 	}
