@@ -225,3 +225,55 @@ func TestLeaseGetLock(t *testing.T) {
 		t.Errorf("neither conditional writes nor the database: got %v, want an error saying hosts cannot be coordinated", err)
 	}
 }
+
+// TestClaimHorizon: a trusted claim up to one schedule period ahead of the tick means another
+// host is ahead of this one and has it; one further ahead is an attack, passed over and
+// reported once however many ticks see it. A claim signed by an untrusted key never counts.
+func TestClaimHorizon(t *testing.T) {
+	tick := at("2026-11-27T10:00:00Z")
+	for _, tt := range []struct {
+		name       string
+		at         time.Time
+		signer     *signing.Signer
+		wantTaken  bool
+		wantReport int
+	}{
+		{"trusted, half a period ahead", tick.Add(30 * time.Minute), testKeys[1], true, 0},
+		{"trusted, exactly one period ahead", tick.Add(time.Hour), testKeys[1], true, 0},
+		{"trusted, two periods ahead", tick.Add(2 * time.Hour), testKeys[1], false, 1},
+		{"trusted, at 99991231T000000Z", time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC), testKeys[1], false, 1},
+		{"untrusted key, half a period ahead", tick.Add(30 * time.Minute), testKeys[2], false, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			tgt, err := targets.Open("d", targets.Spec{Type: "dir", Path: t.TempDir()}, targets.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dests := []backupset.Dest{{Name: "d", Target: tgt}}
+			data, err := sealClaim(tt.signer, claim{Job: KindBackup, Tick: tt.at, Host: "other", State: "done", Expires: tt.at})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := targets.PutIfAbsent(ctx, tgt, claimKey("p", KindBackup, tt.at), data); err != nil {
+				t.Fatal(err)
+			}
+			l := testLeaser("host-a")
+			var reports []string
+			l.report = func(policy, key, why string) { reports = append(reports, key+": "+why) }
+			for i := range 2 { // two ticks: the report is not repeated
+				tk := tick.Add(time.Duration(i) * time.Minute)
+				ls, err := l.acquire(ctx, "p", KindBackup, "", dests, tk, time.Hour, nil)
+				if got := errors.Is(err, errTaken); got != tt.wantTaken {
+					t.Fatalf("tick %d: got %v, want taken=%v", i, err, tt.wantTaken)
+				}
+				if ls != nil {
+					ls.release("done")
+				}
+			}
+			if len(reports) != tt.wantReport {
+				t.Errorf("got reports %q, want %d", reports, tt.wantReport)
+			}
+		})
+	}
+}
