@@ -273,7 +273,7 @@ func store(ctx context.Context, dests []backupset.Dest, r *Report, html string, 
 		return nil, []error{fmt.Errorf("encode the report: %w", err)}
 	}
 	if signer == nil {
-		return nil, []error{errors.New("no signing key to sign the drill report with")}
+		return nil, []error{errors.New("the drill report was not stored: this host has no signing key to sign it with (signing.key_file)")}
 	}
 	sig, err := signer.Sign(signing.NamespaceDrillReport, data)
 	if err != nil {
