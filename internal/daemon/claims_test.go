@@ -153,8 +153,22 @@ func TestPlantedClaimsDoNotStopBackups(t *testing.T) {
 					t.Errorf("got %d untrusted-claim alerts %q, want one naming %s", len(alerts), alerts, planted)
 				}
 				// The planted object is left where it is: deleting it could let two hosts run.
-				if _, err := dests[0].Target.Get(ctx, planted); err != nil {
-					t.Errorf("the planted claim: %v, want it left in place", err)
+				rc, err := dests[0].Target.Get(ctx, planted)
+				if err != nil {
+					t.Fatalf("the planted claim: %v, want it left in place", err)
+				}
+				rc.Close()
+				// Once an operator deletes it, the next tick clears the alert, once.
+				if err := dests[0].Target.Delete(ctx, planted); err != nil {
+					t.Fatal(err)
+				}
+				for _, tk := range []time.Time{tick.Add(2 * time.Hour), tick.Add(3 * time.Hour)} {
+					if err := d.runBackup(ctx, cfg, p, tk); err != nil {
+						t.Fatalf("tick %s after the planted claim was deleted: %v", tk, err)
+					}
+				}
+				if got := countContaining(hook.titles(), p.Name+": untrusted lease claim removed"); got != 1 {
+					t.Errorf("after deleting the planted claim: got %d recovery notices (webhook calls %q), want 1", got, hook.titles())
 				}
 			})
 		}

@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -169,6 +170,37 @@ func (d *Daemon) claimPlanted(policy, key, why string) {
 	})
 }
 
+// claimsListed clears the alerts about claim objects under prefix that are gone (an operator
+// deleted them): one recovery notice each.
+func (d *Daemon) claimsListed(policy, prefix string, present map[string]bool) {
+	want := policy + "/" + eventUntrustedClaim + "/"
+	var gone []string
+	for _, inc := range d.alerts.open() {
+		obj, ok := strings.CutPrefix(inc.Key, want)
+		if ok && strings.HasPrefix(obj, prefix) && !present[obj] {
+			gone = append(gone, obj)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	cfg := d.config()
+	p := cfg.Policies[policy]
+	if p == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+	defer cancel()
+	for _, obj := range gone {
+		d.alerts.observe(ctx, cfg, p, observation{
+			event: eventUntrustedClaim, sub: obj, severity: notify.SeverityCritical,
+			recovery: "untrusted lease claim removed",
+			text:     fmt.Sprintf("Policy %s: the untrusted lease claim %s is gone.", policy, obj),
+			fields:   map[string]string{"object": obj},
+		})
+	}
+}
+
 // loadTrust gives the leases this host's signing key and the trusted keys of cfg. Without
 // them no claim is written or trusted, and hosts coordinate through GET_LOCK only.
 func (d *Daemon) loadTrust(cfg *config.Config) {
@@ -222,6 +254,7 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 	}
 	d.slotFree = sync.NewCond(&d.mu)
 	d.leases.report = d.claimPlanted
+	d.leases.listed = d.claimsListed
 	d.loadTrust(cfg)
 	jobs, err := d.jobsFor(cfg)
 	if err != nil {

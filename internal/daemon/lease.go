@@ -101,6 +101,9 @@ type leaser struct {
 	// untrusted, or dated too far ahead. Set before the first acquire.
 	report   func(policy, key, why string)
 	reported map[string]bool
+	// listed is told which claim objects a listing of prefix found, so that alerts about
+	// objects since deleted can clear. Optional.
+	listed func(policy, prefix string, present map[string]bool)
 }
 
 // setTrust sets the keys claims are signed and verified with (at start and on each reload).
@@ -332,6 +335,21 @@ func (l *leaser) claim(ctx context.Context, policy, kind string, d backupset.Des
 		return nil, err
 	}
 	sort.Strings(keys)
+	present := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		present[k] = true
+	}
+	l.mu.Lock()
+	for k := range l.reported {
+		if strings.HasPrefix(k, prefix) && !present[k] {
+			delete(l.reported, k) // deleted: report it again should it come back
+		}
+	}
+	listed := l.listed
+	l.mu.Unlock()
+	if listed != nil {
+		listed(policy, prefix, present)
+	}
 	key := claimKey(policy, kind, tick)
 	now := l.now()
 	horizon := tick.Add(period)
