@@ -173,10 +173,11 @@ func claimKey(policy, kind string, tick time.Time) string {
 
 // claimEnvelope is what a claim object holds: the claim's JSON and an SSH signature
 // (namespace signing.NamespaceClaim) over exactly those bytes. One object, because a claim is
-// created with a single conditional write.
+// created with a single conditional write. The claim is a JSON string, not nested JSON, so
+// that `jq -j .claim` gives back the signed bytes exactly for a check by hand.
 type claimEnvelope struct {
-	Claim     json.RawMessage `json:"claim"`
-	Signature string          `json:"signature"`
+	Claim     string `json:"claim"`
+	Signature string `json:"signature"`
 }
 
 // maxClaimSize bounds the read of a claim object: a claim and its signature are well under it.
@@ -191,7 +192,7 @@ func sealClaim(s *signing.Signer, c claim) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(claimEnvelope{Claim: body, Signature: string(sig)})
+	return json.Marshal(claimEnvelope{Claim: string(body), Signature: string(sig)})
 }
 
 // untrustedClaimError: the object exists but is not a claim signed by a trusted key.
@@ -510,10 +511,10 @@ func readClaim(ctx context.Context, t backupset.Target, key string, v *signing.V
 	if v == nil {
 		return c, &untrustedClaimError{"no signing key is trusted"}
 	}
-	if _, err := v.Verify(signing.NamespaceClaim, env.Claim, []byte(env.Signature)); err != nil {
+	if _, err := v.Verify(signing.NamespaceClaim, []byte(env.Claim), []byte(env.Signature)); err != nil {
 		return c, &untrustedClaimError{err.Error()}
 	}
-	if err := json.Unmarshal(env.Claim, &c); err != nil {
+	if err := json.Unmarshal([]byte(env.Claim), &c); err != nil {
 		return c, &untrustedClaimError{"its signed claim does not parse: " + err.Error()}
 	}
 	name := strings.TrimSuffix(key[strings.LastIndex(key, "/")+1:], ".json")

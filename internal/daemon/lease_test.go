@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -8,6 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -273,6 +277,41 @@ func TestClaimHorizon(t *testing.T) {
 			}
 			if len(reports) != tt.wantReport {
 				t.Errorf("got reports %q, want %d", reports, tt.wantReport)
+			}
+		})
+	}
+}
+
+// TestClaimVerifiesByHand: a claim object can be checked with jq and ssh-keygen alone, as
+// docs/verify-signatures.md shows; a changed byte fails that check.
+func TestClaimVerifiesByHand(t *testing.T) {
+	dir := t.TempDir()
+	data, err := sealClaim(testKeys[0], claim{Job: KindBackup, Tick: at("2026-11-27T10:00:00Z"), Host: "db1 <&>", State: "running"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := signing.AllowedSignersLine(testKeys[0].Public()) + "\n"
+	script := `jq -j .claim 20261127T100000Z.json > claim && jq -j .signature 20261127T100000Z.json > claim.sig &&
+ssh-keygen -Y verify -f allowed_signers -I backupd -n backupd-claim -s claim.sig < claim`
+	for _, tt := range []struct {
+		name   string
+		object []byte
+		wantOK bool
+	}{
+		{"as written", data, true},
+		{"host changed", bytes.Replace(data, []byte(`db1`), []byte(`db2`), 1), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for name, body := range map[string][]byte{"20261127T100000Z.json": tt.object, "allowed_signers": []byte(allowed)} {
+				if err := os.WriteFile(filepath.Join(dir, name), body, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cmd := exec.Command("sh", "-c", script)
+			cmd.Dir = dir
+			out, err := cmd.CombinedOutput()
+			if got := err == nil; got != tt.wantOK {
+				t.Errorf("ssh-keygen -Y verify: got ok=%v (%v: %s), want ok=%v", got, err, out, tt.wantOK)
 			}
 		})
 	}
