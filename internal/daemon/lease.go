@@ -80,6 +80,9 @@ const (
 // creates the claim and runs; the others see ErrExists. While it runs, the holder renews the
 // claim's expiry; a host that finds the newest claim still running and unexpired skips its
 // tick, so runs do not overlap across hosts either; a crashed host's claim simply expires.
+// Claims are signed, and only those signed by a trusted key and at most one schedule period
+// ahead of the tick count: anyone who can write to the bucket can plant a claim, and a planted
+// one must never make every host stand aside (see claim).
 //
 // Whether a target honours the condition is probed once (a server that ignores
 // If-None-Match would let every host win). Where it does not, or the first target cannot be
