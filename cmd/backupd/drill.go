@@ -120,7 +120,11 @@ func runDrillHistory(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	hist, err := drill.History(ctx, dests, p.Name, 0)
+	v, _, err := keys.Verifier(cfg) // only signed reports count
+	if err != nil {
+		return err
+	}
+	hist, err := drill.History(ctx, dests, p.Name, 0, v)
 	if err != nil {
 		if len(hist) == 0 {
 			return &unreachableError{fmt.Errorf("the drill history cannot be read: %w", humanize.OneLine(err))}

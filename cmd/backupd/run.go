@@ -126,7 +126,11 @@ func (dr daemonDriller) LastDrill(ctx context.Context, cfg *config.Config, p *co
 	if err != nil {
 		return time.Time{}, err
 	}
-	hist, err := drill.History(ctx, dests, p.Name, 1)
+	v, _, err := keys.Verifier(cfg) // only signed reports count
+	if err != nil {
+		return time.Time{}, err
+	}
+	hist, err := drill.History(ctx, dests, p.Name, 1, v)
 	if len(hist) == 0 {
 		return time.Time{}, err
 	}

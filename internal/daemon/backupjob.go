@@ -28,11 +28,16 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, p *config.Po
 	if p.MySQL != nil {
 		dsn = p.MySQL.DSN
 	}
-	l, err := d.leases.acquire(ctx, p.Name, KindBackup, dsn, dests, tick, setMadeSince(p.Name, dests, tick))
+	period := maxClaimPeriod
+	if sched, err := ParseSchedule(p.Schedule); err == nil {
+		period = claimPeriod(sched, tick)
+	}
+	l, err := d.leases.acquire(ctx, p.Name, KindBackup, dsn, dests, tick, period, setMadeSince(p.Name, dests, tick, period))
 	if errors.Is(err, errTaken) || errors.Is(err, errBusy) {
-		log.Info("tick left to another host", "reason", err.Error())
+		d.backupSkipped(ctx, cfg, p, err, log)
 		return fmt.Errorf("%w: %w", ErrSkipped, err)
 	}
+	d.noteRun(p.Name)
 	if err != nil {
 		d.metrics.error(p.Name, errKindLease)
 		d.backupFailed(ctx, cfg, p, nil, err, log)
@@ -56,6 +61,27 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, p *config.Po
 	result = "committed " + res.SetID
 	d.backupSucceeded(ctx, cfg, p, dests, res, log)
 	return nil
+}
+
+// backupSkipped logs a tick left to another host, Info the first time and Warn once ticks are
+// skipped in a row, counts it, and checks staleness: skipped ticks with no new committed set
+// mean nobody is backing up, whatever the stale threshold says.
+func (d *Daemon) backupSkipped(ctx context.Context, cfg *config.Config, p *config.Policy, why error, log *slog.Logger) {
+	n, err := d.newestFor(ctx, cfg, p)
+	newest := n.ID
+	if err != nil {
+		d.mu.Lock()
+		newest = d.newest[p.Name].ID // the last one seen
+		d.mu.Unlock()
+	}
+	count := d.noteSkip(p.Name, newest)
+	if count > 1 {
+		log.Warn("tick left to another host again, and no new committed set appeared since the first skipped tick",
+			"reason", why.Error(), "skipped_ticks", count)
+	} else {
+		log.Info("tick left to another host", "reason", why.Error())
+	}
+	d.checkStale(ctx, cfg, p)
 }
 
 // backupFailed alerts (once per incident) about a failed backup.
@@ -242,12 +268,21 @@ func (d *Daemon) checkStale(ctx context.Context, cfg *config.Config, p *config.P
 		text:     fmt.Sprintf("Policy %s has a recent committed set again: %s.", p.Name, n.ID),
 		fields:   map[string]string{"stale_after": threshold},
 	}
-	if now.After(deadline) {
+	skipped := d.skippedSince(p.Name, n.ID)
+	switch {
+	case now.After(deadline):
 		o.failing = true
 		o.detail = what
 		o.text = fmt.Sprintf("Policy %s has no committed backup newer than expected: %s, and by the schedule (%s) and stale_after (%s) "+
 			"a newer one was due by %s.\n\nCheck that backupd runs on at least one host (backupd_next_run_timestamp_seconds, the status page) "+
 			"and why its backups fail or do not start.", p.Name, what, p.Schedule, threshold, deadline.UTC().Format(time.RFC3339))
+		o.fields["newest set"] = n.ID
+	case skipped >= staleSkippedTicks:
+		o.failing = true
+		o.detail = fmt.Sprintf("%d backup ticks in a row were left to another host here and no new committed set appeared; %s", skipped, what)
+		o.text = fmt.Sprintf("Policy %s: %s.\n\nAnother host claims the ticks (or is still running) but no set commits. Check the "+
+			"other hosts' logs and the objects under %s on the first target: a claim planted there stops backups.",
+			p.Name, o.detail, claimPrefix(p.Name, KindBackup))
 		o.fields["newest set"] = n.ID
 	}
 	d.alerts.observe(ctx, cfg, p, o)

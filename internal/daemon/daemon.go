@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +29,8 @@ import (
 
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/fileperm"
+	"github.com/backupd/backupd/internal/keys"
+	"github.com/backupd/backupd/internal/notify"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -73,6 +76,7 @@ type Daemon struct {
 	ready    map[string]string // target -> "" when reachable, else why not; nil before the first check
 	readyAt  time.Time
 	newest   map[string]newestSet // policy -> newest committed set, as last seen
+	skips    map[string]skipRun   // policy -> backup ticks skipped in a row
 
 	jobsWG     sync.WaitGroup     // every job goroutine
 	cancelJobs context.CancelFunc // set while Run runs
@@ -91,6 +95,126 @@ type jobState struct {
 	lastOK    bool
 	lastErr   string
 	lastSkip  string // why the last tick did not run here
+}
+
+// skipRun counts a policy's backup ticks skipped in a row (another host has them, or the
+// previous run is still going) while its newest committed set stayed the same.
+type skipRun struct {
+	count int
+	setID string // the newest committed set when the run of skips began
+}
+
+// staleSkippedTicks is how many backup ticks in a row may be skipped without a new committed
+// set appearing before the policy counts as stale, whatever its stale threshold: skipped ticks
+// are exactly what planted claims produce, and the threshold derived from the schedule would
+// otherwise trust whatever the targets show.
+const staleSkippedTicks = 3
+
+// noteSkip counts a skipped backup tick of policy, whose newest committed set is setID now,
+// and returns how many ticks in a row were skipped with no new set.
+func (d *Daemon) noteSkip(policy, setID string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	sk := d.skips[policy]
+	if sk.count > 0 && sk.setID != setID {
+		sk = skipRun{}
+	}
+	sk.count++
+	sk.setID = setID
+	d.skips[policy] = sk
+	return sk.count
+}
+
+// noteRun ends a run of skipped ticks: this host runs the tick.
+func (d *Daemon) noteRun(policy string) {
+	d.mu.Lock()
+	delete(d.skips, policy)
+	d.mu.Unlock()
+}
+
+// skippedSince returns how many backup ticks of policy were skipped in a row with setID as
+// the newest committed set; a newer set ends the run.
+func (d *Daemon) skippedSince(policy, setID string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	sk := d.skips[policy]
+	if sk.setID != setID {
+		delete(d.skips, policy)
+		return 0
+	}
+	return sk.count
+}
+
+// eventUntrustedClaim is the alert about a lease claim object that does not count: one per
+// object, since each is a separate thing someone planted (or a host with an untrusted key).
+const eventUntrustedClaim = "untrusted_claim"
+
+// claimPlanted alerts about a claim object that is not a trusted claim.
+func (d *Daemon) claimPlanted(policy, key, why string) {
+	cfg := d.config()
+	p := cfg.Policies[policy]
+	if p == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+	defer cancel()
+	d.alerts.observe(ctx, cfg, p, observation{
+		event: eventUntrustedClaim, sub: key, failing: true, severity: notify.SeverityCritical,
+		title:  "untrusted lease claim ignored",
+		detail: why,
+		text: fmt.Sprintf("Policy %s: the lease claim %s on the policy's first target does not count (%s). It was not written "+
+			"by a host with a trusted signing key, or it claims a tick too far ahead; someone with write access to the bucket "+
+			"may have planted it to stop backups. Backups go on; check who can write to the bucket, then delete the object.",
+			policy, key, why),
+		fields: map[string]string{"object": key, "error": why},
+	})
+}
+
+// claimsListed clears the alerts about claim objects under prefix that are gone (an operator
+// deleted them): one recovery notice each.
+func (d *Daemon) claimsListed(policy, prefix string, present map[string]bool) {
+	want := policy + "/" + eventUntrustedClaim + "/"
+	var gone []string
+	for _, inc := range d.alerts.open() {
+		obj, ok := strings.CutPrefix(inc.Key, want)
+		if ok && strings.HasPrefix(obj, prefix) && !present[obj] {
+			gone = append(gone, obj)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	cfg := d.config()
+	p := cfg.Policies[policy]
+	if p == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+	defer cancel()
+	for _, obj := range gone {
+		d.alerts.observe(ctx, cfg, p, observation{
+			event: eventUntrustedClaim, sub: obj, severity: notify.SeverityCritical,
+			recovery: "untrusted lease claim removed",
+			text:     fmt.Sprintf("Policy %s: the untrusted lease claim %s is gone.", policy, obj),
+			fields:   map[string]string{"object": obj},
+		})
+	}
+}
+
+// loadTrust gives the leases this host's signing key and the trusted keys of cfg. Without
+// them no claim is written or trusted, and hosts coordinate through GET_LOCK only.
+func (d *Daemon) loadTrust(cfg *config.Config) {
+	s, err := keys.Signer(cfg, d.log)
+	if err != nil {
+		d.log.Error("cannot load this host's signing key; lease claims are not written, hosts coordinate through GET_LOCK only", "error", err)
+		s = nil
+	}
+	v, _, err := keys.Verifier(cfg)
+	if err != nil {
+		d.log.Error("cannot load the trusted signing keys; no lease claim is trusted", "error", err)
+		v = nil
+	}
+	d.leases.setTrust(s, v)
 }
 
 // New prepares a daemon for cfg: the state directory, metrics and the alert state. It starts
@@ -126,8 +250,12 @@ func New(cfg *config.Config, opts Options) (*Daemon, error) {
 		cfg:      cfg,
 		state:    map[string]*jobState{},
 		newest:   map[string]newestSet{},
+		skips:    map[string]skipRun{},
 	}
 	d.slotFree = sync.NewCond(&d.mu)
+	d.leases.report = d.claimPlanted
+	d.leases.listed = d.claimsListed
+	d.loadTrust(cfg)
 	jobs, err := d.jobsFor(cfg)
 	if err != nil {
 		return nil, err
@@ -276,6 +404,7 @@ func (d *Daemon) apply(cfg *config.Config) map[string]bool {
 			d.alerts.forgetPolicy(name)
 			d.mu.Lock()
 			delete(d.newest, name)
+			delete(d.skips, name)
 			d.mu.Unlock()
 		}
 	}
@@ -286,6 +415,7 @@ func (d *Daemon) apply(cfg *config.Config) map[string]bool {
 		d.log.Warn("state_dir: changed; the alert state stays where it is until backupd restarts", "state_dir", old.StateDir)
 	}
 	d.leases.forget()
+	d.loadTrust(cfg)
 	d.metrics.reloads.WithLabelValues("success").Inc()
 	d.log.Info("config reloaded", "file", cfg.File, "policies", slices.Sorted(maps.Keys(cfg.Policies)))
 	return added
@@ -392,6 +522,12 @@ func (d *Daemon) fire(ctx context.Context, j *Job, tick time.Time, why string) {
 		d.mu.Unlock()
 		log.Warn("tick skipped: the previous run of this job is still going", "running_since", since)
 		d.metrics.skip(j, "overlap")
+		if j.Kind == KindBackup {
+			d.mu.Lock()
+			newest := d.newest[j.Policy].ID // as last seen; the periodic check compares
+			d.mu.Unlock()
+			d.noteSkip(j.Policy, newest)
+		}
 		return
 	}
 	st.running, st.runTick, st.runStart = true, tick, d.now()

@@ -24,14 +24,18 @@ func (d *Daemon) runDrill(ctx context.Context, cfg *config.Config, p *config.Pol
 	if p.MySQL != nil {
 		dsn = p.MySQL.DSN
 	}
+	period := maxClaimPeriod
+	if sched, err := ParseSchedule(p.Drill.Schedule); err == nil {
+		period = claimPeriod(sched, tick)
+	}
 	done := func(ctx context.Context) (string, bool) {
 		last, err := d.opts.Driller.LastDrill(ctx, cfg, p)
-		if err != nil || last.Before(tick) {
+		if err != nil || last.Before(tick) || last.After(tick.Add(period)) {
 			return "", false
 		}
 		return "a drill started at " + last.UTC().Format(time.RFC3339) + ", after the tick", true
 	}
-	l, err := d.leases.acquire(ctx, p.Name, KindDrill, dsn, dests, tick, done)
+	l, err := d.leases.acquire(ctx, p.Name, KindDrill, dsn, dests, tick, period, done)
 	if errors.Is(err, errTaken) || errors.Is(err, errBusy) {
 		log.Info("tick left to another host", "reason", err.Error())
 		return fmt.Errorf("%w: %w", ErrSkipped, err)

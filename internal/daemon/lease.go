@@ -22,6 +22,7 @@ import (
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/dump"
 	"github.com/backupd/backupd/internal/mysqldsn"
+	"github.com/backupd/backupd/internal/signing"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -31,7 +32,35 @@ var (
 	errTaken = errors.New("another host has this tick")
 	// errBusy: the previous run is still going on another host.
 	errBusy = errors.New("another host is still running this job")
+	// errSlotPlanted: the tick's claim slot holds an object that is not a trusted claim. It
+	// is neither deleted nor overwritten (two honest hosts could then both run): the tick is
+	// coordinated through GET_LOCK instead.
+	errSlotPlanted = errors.New("the claim of this tick is not a trusted claim")
 )
+
+// maxClaimPeriod bounds the schedule period that decides how far ahead of a tick a claim may
+// be: irregular cron schedules (monthly, yearly) would otherwise let a planted claim months
+// ahead pass as legitimate.
+const maxClaimPeriod = 31 * 24 * time.Hour
+
+// claimPeriod is the largest gap between the next few ticks after tick: a claim further ahead
+// than this is not a host that is merely ahead of this one.
+func claimPeriod(s Schedule, tick time.Time) time.Duration {
+	var p time.Duration
+	t := tick
+	for range 8 {
+		n := s.Next(t)
+		if n.IsZero() {
+			break
+		}
+		p = max(p, n.Sub(t))
+		t = n
+	}
+	if p <= 0 || p > maxClaimPeriod {
+		p = maxClaimPeriod
+	}
+	return p
+}
 
 const (
 	// DefaultLeaseTTL is how long a claim stays valid without being renewed: a host that
@@ -51,6 +80,9 @@ const (
 // creates the claim and runs; the others see ErrExists. While it runs, the holder renews the
 // claim's expiry; a host that finds the newest claim still running and unexpired skips its
 // tick, so runs do not overlap across hosts either; a crashed host's claim simply expires.
+// Claims are signed, and only those signed by a trusted key and at most one schedule period
+// ahead of the tick count: anyone who can write to the bucket can plant a claim, and a planted
+// one must never make every host stand aside (see claim).
 //
 // Whether a target honours the condition is probed once (a server that ignores
 // If-None-Match would let every host win). Where it does not, or the first target cannot be
@@ -66,6 +98,45 @@ type leaser struct {
 
 	mu          sync.Mutex
 	conditional map[string]bool // probe results by target name
+	signer      *signing.Signer // signs our claims; nil: no claims, GET_LOCK only
+	verifier    *signing.Verifier
+	// report is told once per object about a claim object that does not count: unsigned,
+	// untrusted, or dated too far ahead. Set before the first acquire.
+	report   func(policy, key, why string)
+	reported map[string]bool
+	// listed is told which claim objects a listing of prefix found, so that alerts about
+	// objects since deleted can clear. Optional.
+	listed func(policy, prefix string, present map[string]bool)
+}
+
+// setTrust sets the keys claims are signed and verified with (at start and on each reload).
+func (l *leaser) setTrust(s *signing.Signer, v *signing.Verifier) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.signer, l.verifier = s, v
+}
+
+func (l *leaser) trust() (*signing.Signer, *signing.Verifier) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.signer, l.verifier
+}
+
+// planted reports an object that does not count as a claim, once per object.
+func (l *leaser) planted(policy, key, why string) {
+	l.mu.Lock()
+	seen := l.reported[key]
+	l.reported[key] = true
+	report := l.report
+	l.mu.Unlock()
+	if seen {
+		return
+	}
+	l.log.Warn("ignoring a lease claim that is not a trusted claim; it may have been planted to stop backups",
+		"policy", policy, "object", key, "why", why)
+	if report != nil {
+		report(policy, key, why)
+	}
 }
 
 func newLeaser(log *slog.Logger, now func() time.Time, ttl time.Duration) *leaser {
@@ -73,7 +144,7 @@ func newLeaser(log *slog.Logger, now func() time.Time, ttl time.Duration) *lease
 	if ttl <= 0 {
 		ttl = DefaultLeaseTTL
 	}
-	return &leaser{host: host, ttl: ttl, now: now, log: log, conditional: map[string]bool{}}
+	return &leaser{host: host, ttl: ttl, now: now, log: log, conditional: map[string]bool{}, reported: map[string]bool{}}
 }
 
 // forget drops the probe results, e.g. after a reload changed the targets.
@@ -103,6 +174,35 @@ func claimKey(policy, kind string, tick time.Time) string {
 	return claimPrefix(policy, kind) + tick.UTC().Format(claimTimeLayout) + ".json"
 }
 
+// claimEnvelope is what a claim object holds: the claim's JSON and an SSH signature
+// (namespace signing.NamespaceClaim) over exactly those bytes. One object, because a claim is
+// created with a single conditional write. The claim is a JSON string, not nested JSON, so
+// that `jq -j .claim` gives back the signed bytes exactly for a check by hand.
+type claimEnvelope struct {
+	Claim     string `json:"claim"`
+	Signature string `json:"signature"`
+}
+
+// maxClaimSize bounds the read of a claim object: a claim and its signature are well under it.
+const maxClaimSize = 64 << 10
+
+func sealClaim(s *signing.Signer, c claim) ([]byte, error) {
+	body, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := s.Sign(signing.NamespaceClaim, body)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(claimEnvelope{Claim: string(body), Signature: string(sig)})
+}
+
+// untrustedClaimError: the object exists but is not a claim signed by a trusted key.
+type untrustedClaimError struct{ why string }
+
+func (e *untrustedClaimError) Error() string { return e.why }
+
 // lease is held while a job runs; release it exactly once.
 type lease struct {
 	how     string // for logs: which mechanism holds it
@@ -116,7 +216,8 @@ type tickDoneFunc func(ctx context.Context) (string, bool)
 // acquire takes the job's tick for this host. It fails with errTaken or errBusy when another
 // host has it, and with another error when it cannot find out (nothing to coordinate on).
 // done is consulted only on the GET_LOCK path.
-func (l *leaser) acquire(ctx context.Context, policy, kind, dsn string, dests []backupset.Dest, tick time.Time, done tickDoneFunc) (*lease, error) {
+// period is the schedule's period at tick (claimPeriod): claims further ahead are planted.
+func (l *leaser) acquire(ctx context.Context, policy, kind, dsn string, dests []backupset.Dest, tick time.Time, period time.Duration, done tickDoneFunc) (*lease, error) {
 	lockName := mysqlLockName(policy, kind)
 	var releaseDB func()
 	var dbErr error
@@ -133,9 +234,14 @@ func (l *leaser) acquire(ctx context.Context, policy, kind, dsn string, dests []
 	}
 
 	var claimErr error
-	if len(dests) == 0 {
+	planted := false
+	signer, _ := l.trust()
+	switch {
+	case len(dests) == 0:
 		claimErr = errors.New("the policy has no target")
-	} else {
+	case signer == nil:
+		claimErr = errors.New("this host has no signing key to sign its claims with")
+	default:
 		lt := dests[0]
 		ok, err := l.supportsConditional(ctx, policy, lt)
 		switch {
@@ -144,7 +250,7 @@ func (l *leaser) acquire(ctx context.Context, policy, kind, dsn string, dests []
 		case !ok:
 			claimErr = fmt.Errorf("target %s does not support conditional writes", lt.Name)
 		default:
-			c, err := l.claim(ctx, policy, kind, lt, tick)
+			c, err := l.claim(ctx, policy, kind, lt, tick, period)
 			if err == nil {
 				return &lease{how: "claim on target " + lt.Name, release: func(result string) {
 					c(result)
@@ -155,14 +261,31 @@ func (l *leaser) acquire(ctx context.Context, policy, kind, dsn string, dests []
 				releaseDB()
 				return nil, err
 			}
+			planted = errors.Is(err, errSlotPlanted)
 			claimErr = fmt.Errorf("claim on target %s: %w", lt.Name, err)
 		}
 	}
 
+	if dbErr != nil && planted && dsn == "" {
+		// Nothing else to coordinate on: running alone may run the tick twice with another
+		// host in the same position, which beats every host skipping it for good.
+		l.log.Warn("the claim of this tick is not a trusted claim and the policy has no source server for GET_LOCK; running without coordination",
+			"policy", policy, "job", kind, "why", claimErr.Error())
+		if done != nil {
+			if what, ok := done(ctx); ok {
+				return nil, fmt.Errorf("%w: %s", errTaken, what)
+			}
+		}
+		return &lease{how: "no coordination (planted claim, no source server)", release: func(string) {}}, nil
+	}
 	if dbErr != nil {
 		return nil, fmt.Errorf("cannot make sure that no other host runs this job: %v; and GET_LOCK on the source server: %w", claimErr, dbErr)
 	}
-	l.log.Debug("coordinating through GET_LOCK on the source server", "policy", policy, "job", kind, "why", claimErr.Error())
+	if planted {
+		l.log.Warn("coordinating this tick through GET_LOCK on the source server", "policy", policy, "job", kind, "why", claimErr.Error())
+	} else {
+		l.log.Debug("coordinating through GET_LOCK on the source server", "policy", policy, "job", kind, "why", claimErr.Error())
+	}
 	if done == nil {
 		done = func(context.Context) (string, bool) { return "", false }
 	}
@@ -197,7 +320,13 @@ func (l *leaser) supportsConditional(ctx context.Context, policy string, d backu
 }
 
 // claim creates the claim of tick and keeps it renewed until the returned release is called.
-func (l *leaser) claim(ctx context.Context, policy, kind string, d backupset.Dest, tick time.Time) (func(result string), error) {
+//
+// Only claims signed by a trusted key, whose signed tick matches their name, count. One dated
+// more than period ahead of tick is an attack (a host merely ahead of this one is at most a
+// tick ahead), never a reason to stand aside. Objects that do not count are reported once and
+// passed over; one occupying this tick's own slot gives errSlotPlanted.
+func (l *leaser) claim(ctx context.Context, policy, kind string, d backupset.Dest, tick time.Time, period time.Duration) (func(result string), error) {
+	signer, verifier := l.trust()
 	prefix := claimPrefix(policy, kind)
 	var keys []string
 	err := d.Target.List(ctx, prefix, func(oi targets.ObjectInfo) error {
@@ -210,39 +339,81 @@ func (l *leaser) claim(ctx context.Context, policy, kind string, d backupset.Des
 		return nil, err
 	}
 	sort.Strings(keys)
+	present := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		present[k] = true
+	}
+	l.mu.Lock()
+	for k := range l.reported {
+		if strings.HasPrefix(k, prefix) && !present[k] {
+			delete(l.reported, k) // deleted: report it again should it come back
+		}
+	}
+	listed := l.listed
+	l.mu.Unlock()
+	if listed != nil {
+		listed(policy, prefix, present)
+	}
 	key := claimKey(policy, kind, tick)
 	now := l.now()
-	if len(keys) > 0 {
-		newest := keys[len(keys)-1]
-		if newest >= key {
-			who := ""
-			if c, err := readClaim(ctx, d.Target, newest); err == nil {
-				who = " by " + c.Host
-			}
-			if newest == key {
-				return nil, fmt.Errorf("%w: tick %s was claimed%s", errTaken, tick.UTC().Format(time.RFC3339), who)
-			}
-			return nil, fmt.Errorf("%w: a later tick is already claimed%s (%s)", errTaken, who, newest)
+	horizon := tick.Add(period)
+	for i := len(keys) - 1; i >= 0; i-- {
+		k := keys[i]
+		kt, err := time.Parse(claimTimeLayout, strings.TrimSuffix(strings.TrimPrefix(k, prefix), ".json"))
+		if err != nil {
+			l.planted(policy, k, "its name is not a tick")
+			continue
 		}
-		c, err := readClaim(ctx, d.Target, newest)
-		if err != nil && !errors.Is(err, targets.ErrNotFound) {
+		if kt.After(horizon) {
+			l.planted(policy, k, fmt.Sprintf("it claims tick %s, more than one schedule period (%s) ahead of tick %s",
+				kt.Format(time.RFC3339), period, tick.UTC().Format(time.RFC3339)))
+			continue
+		}
+		c, err := readClaim(ctx, d.Target, k, verifier)
+		var ue *untrustedClaimError
+		if errors.As(err, &ue) {
+			l.planted(policy, k, ue.why)
+			if k == key {
+				return nil, fmt.Errorf("%w (%s: %s)", errSlotPlanted, k, ue.why)
+			}
+			continue
+		}
+		if errors.Is(err, targets.ErrNotFound) {
+			continue // pruned since the listing
+		}
+		if err != nil {
 			return nil, err
 		}
-		if err == nil && c.State == "running" && now.Before(c.Expires) {
+		if k == key {
+			return nil, fmt.Errorf("%w: tick %s was claimed by %s", errTaken, tick.UTC().Format(time.RFC3339), c.Host)
+		}
+		if k > key {
+			return nil, fmt.Errorf("%w: a later tick is already claimed by %s (%s)", errTaken, c.Host, k)
+		}
+		if c.State == "running" && now.Before(c.Expires) {
 			return nil, fmt.Errorf("%w: the run of tick %s is still going on %s (its lease runs until %s)",
 				errBusy, c.Tick.UTC().Format(time.RFC3339), c.Host, c.Expires.UTC().Format(time.RFC3339))
 		}
+		break // the newest trusted claim before ours decides
 	}
 
 	c := claim{Job: kind, Tick: tick.UTC(), Host: l.host, PID: os.Getpid(), Token: randomToken(),
 		Acquired: now.UTC(), Expires: now.Add(l.ttl).UTC(), State: "running"}
-	data, _ := json.Marshal(c)
+	data, err := sealClaim(signer, c)
+	if err != nil {
+		return nil, err
+	}
 	if err := targets.PutIfAbsent(ctx, d.Target, key, data); err != nil {
 		if !errors.Is(err, targets.ErrExists) {
 			return nil, err
 		}
 		// Either another host won, or a retry of our own write found it: the token tells.
-		got, rerr := readClaim(ctx, d.Target, key)
+		got, rerr := readClaim(ctx, d.Target, key, verifier)
+		var ue *untrustedClaimError
+		if errors.As(rerr, &ue) {
+			l.planted(policy, key, ue.why)
+			return nil, fmt.Errorf("%w (%s: %s)", errSlotPlanted, key, ue.why)
+		}
 		if rerr != nil || got.Token != c.Token {
 			who := "another host"
 			if rerr == nil {
@@ -259,9 +430,12 @@ func (l *leaser) claim(ctx context.Context, policy, kind string, d backupset.Des
 	var mu sync.Mutex
 	write := func(ctx context.Context) {
 		mu.Lock()
-		data, _ := json.Marshal(c)
+		data, err := sealClaim(signer, c)
 		mu.Unlock()
-		if err := targets.PutMutable(ctx, d.Target, key, data); err != nil {
+		if err == nil {
+			err = targets.PutMutable(ctx, d.Target, key, data)
+		}
+		if err != nil {
 			l.log.Warn("could not renew the lease of a running job", "policy", policy, "job", kind, "target", d.Name, "error", err)
 		}
 	}
@@ -317,32 +491,53 @@ func (l *leaser) pruneClaims(ctx context.Context, d backupset.Dest, prefix, own 
 	}
 }
 
-func readClaim(ctx context.Context, t backupset.Target, key string) (claim, error) {
+// readClaim reads a claim object and returns its claim when it is signed by a trusted key and
+// its signed tick and job match its name; otherwise an *untrustedClaimError says why not.
+func readClaim(ctx context.Context, t backupset.Target, key string, v *signing.Verifier) (claim, error) {
 	var c claim
 	rc, err := t.Get(ctx, key)
 	if err != nil {
 		return c, err
 	}
 	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, 64<<10))
+	data, err := io.ReadAll(io.LimitReader(rc, maxClaimSize+1))
 	if err != nil {
 		return c, err
 	}
-	if err := json.Unmarshal(data, &c); err != nil {
-		return c, fmt.Errorf("parse %s: %w", key, err)
+	if len(data) > maxClaimSize {
+		return c, &untrustedClaimError{fmt.Sprintf("larger than %d bytes", maxClaimSize)}
+	}
+	var env claimEnvelope
+	if err := json.Unmarshal(data, &env); err != nil || len(env.Claim) == 0 {
+		return c, &untrustedClaimError{"not a signed claim (" + signing.ErrUnsigned.Error() + ")"}
+	}
+	if v == nil {
+		return c, &untrustedClaimError{"no signing key is trusted"}
+	}
+	if _, err := v.Verify(signing.NamespaceClaim, []byte(env.Claim), []byte(env.Signature)); err != nil {
+		return c, &untrustedClaimError{err.Error()}
+	}
+	if err := json.Unmarshal([]byte(env.Claim), &c); err != nil {
+		return c, &untrustedClaimError{"its signed claim does not parse: " + err.Error()}
+	}
+	name := strings.TrimSuffix(key[strings.LastIndex(key, "/")+1:], ".json")
+	if c.Tick.UTC().Format(claimTimeLayout) != name || !strings.HasSuffix(strings.TrimSuffix(key, "/"+name+".json"), "/"+c.Job) {
+		return c, &untrustedClaimError{fmt.Sprintf("its signed claim is for job %q tick %s, not the one its name says (a copy of another claim)",
+			c.Job, c.Tick.UTC().Format(time.RFC3339))}
 	}
 	return c, nil
 }
 
 // setMadeSince is the tick-done check of backups: some target holds a committed set started at
 // or after tick. Targets that cannot be listed are passed over: the backup will report them.
-func setMadeSince(policy string, dests []backupset.Dest, tick time.Time) tickDoneFunc {
+// A set dated more than period after the tick is planted, not another host's run of it.
+func setMadeSince(policy string, dests []backupset.Dest, tick time.Time, period time.Duration) tickDoneFunc {
 	return func(ctx context.Context) (string, bool) {
-		return setSince(ctx, policy, dests, tick)
+		return setSince(ctx, policy, dests, tick, period)
 	}
 }
 
-func setSince(ctx context.Context, policy string, dests []backupset.Dest, tick time.Time) (string, bool) {
+func setSince(ctx context.Context, policy string, dests []backupset.Dest, tick time.Time, period time.Duration) (string, bool) {
 	for _, d := range dests {
 		entries, err := setKeys(ctx, d.Target, policy)
 		if err != nil {
@@ -353,6 +548,9 @@ func setSince(ctx context.Context, policy string, dests []backupset.Dest, tick t
 			t, err := backupset.IDTime(e.ID)
 			if err != nil || t.Before(tick.Truncate(time.Second)) {
 				break
+			}
+			if t.After(tick.Add(period)) {
+				continue
 			}
 			if e.Committed {
 				return "set " + e.ID + " was made at or after the tick", true

@@ -21,8 +21,10 @@ import (
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/dump"
 	"github.com/backupd/backupd/internal/humanize"
+	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/notify"
 	"github.com/backupd/backupd/internal/restore"
+	"github.com/backupd/backupd/internal/signing"
 	"github.com/backupd/backupd/internal/storage"
 	"github.com/backupd/backupd/internal/targets"
 	"github.com/backupd/backupd/internal/termsafe"
@@ -46,6 +48,11 @@ type Options struct {
 	TargetOptions targets.Options
 	Tool          string // recorded in the report, e.g. "backupd 1.2.0"
 	NoMail        bool   // do not mail the report even when drill.notify is set
+	// Signer signs the stored report; nil: this host's key (keys.Signer from Config).
+	Signer *signing.Signer
+	// Verifier decides which past reports count (rotation, trend); nil: keys.Verifier of
+	// Config.
+	Verifier *signing.Verifier
 }
 
 // DeliveryError says the drill reached its verdict but the report did not get where it
@@ -73,7 +80,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	hist, herr := History(ctx, r.dests, r.policy.Name, historyDepth)
+	hist, herr := History(ctx, r.dests, r.policy.Name, historyDepth, r.opts.Verifier)
 	if herr != nil && ctx.Err() == nil {
 		r.warn("part of the drill history could not be read: %v", humanize.OneLine(herr))
 	}
@@ -133,6 +140,23 @@ func newDrillRun(opts Options) (*drillRun, error) {
 	}
 	if r.threads <= 0 {
 		r.threads = runtime.NumCPU()
+	}
+	// The report is signed so that other hosts count it; past reports count only when signed.
+	if r.opts.Signer == nil {
+		s, err := keys.Signer(r.cfg, r.base)
+		if err != nil {
+			// The drill still runs and reports; storing its report fails (DeliveryError),
+			// since an unsigned report would not count anywhere.
+			r.log.Error("no signing key: the drill report cannot be signed, so it will not be stored on the targets", "error", err)
+		}
+		r.opts.Signer = s
+	}
+	if r.opts.Verifier == nil {
+		v, _, err := keys.Verifier(r.cfg)
+		if err != nil {
+			return nil, fmt.Errorf("drill: %w", err)
+		}
+		r.opts.Verifier = v
 	}
 	if opts.Policy.Drill != nil {
 		r.drill = *opts.Policy.Drill
@@ -753,7 +777,7 @@ func (r *drillRun) finish(ctx context.Context, hist []Summary) error {
 		return err
 	}
 	var errs []error
-	stored, storeErrs := store(ctx, r.dests, rep, html)
+	stored, storeErrs := store(ctx, r.dests, rep, html, r.opts.Signer)
 	for _, err := range storeErrs {
 		r.log.Error("drill report not stored", "error", err)
 	}

@@ -6,20 +6,28 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/backupd/backupd/internal/backupset"
+	"github.com/backupd/backupd/internal/signing"
 	"github.com/backupd/backupd/internal/targets"
 )
 
 // Reports live beside the sets on every target of the policy, so the history survives the host
 // and the loss of any one target:
 //
-//	<policy>/drills/<drill ID>.json   the report (Report, as JSON)
-//	<policy>/drills/<drill ID>.html   the same report as the mail's HTML
+//	<policy>/drills/<drill ID>.json       the report (Report, as JSON)
+//	<policy>/drills/<drill ID>.json.sig   SSH signature (signing.NamespaceDrillReport) of its exact bytes
+//	<policy>/drills/<drill ID>.html       the same report as the mail's HTML, for people
+//
+// Only reports whose signature verifies against a trusted key exist as far as History, LastRun,
+// rotation, trend and catch-up are concerned: anyone with write access to a bucket could
+// otherwise steer the rotation, fake a passed drill, or hide the last one.
 //
 // A drill ID is <start time>-<set ID>-<random> (e.g.
 // 20261130T060000Z-20261130T030000Z-3f9a-7c21; "none" instead of a set ID when the target had
@@ -74,10 +82,12 @@ func (s Summary) trendPoint() TrendPoint {
 }
 
 // History reads the drill reports of a policy from every target and merges them, oldest
-// first. limit > 0 reads only the newest limit reports of each target. A target that cannot be
-// read is reported in the error while the others' reports are still returned; the error is
-// nil when every target answered.
-func History(ctx context.Context, dests []backupset.Dest, policy string, limit int) ([]Summary, error) {
+// first. Only reports signed by a key v trusts are returned; the others are skipped and logged
+// once each (slog's default logger) as untrusted with the reason. limit > 0 returns only the
+// newest limit trusted reports of each target. A target that cannot be read is reported in the
+// error while the others' reports are still returned; the error is nil when every target
+// answered.
+func History(ctx context.Context, dests []backupset.Dest, policy string, limit int, v *signing.Verifier) ([]Summary, error) {
 	type answer struct {
 		sums []Summary
 		err  error
@@ -86,7 +96,7 @@ func History(ctx context.Context, dests []backupset.Dest, policy string, limit i
 	var wg sync.WaitGroup
 	for i, d := range dests {
 		wg.Go(func() {
-			sums, err := targetHistory(ctx, d.Target, policy, limit)
+			sums, err := targetHistory(ctx, d, policy, limit, v)
 			if err != nil {
 				err = fmt.Errorf("target %s: %w", d.Name, err)
 			}
@@ -125,7 +135,11 @@ func History(ctx context.Context, dests []backupset.Dest, policy string, limit i
 	return out, errors.Join(errs...)
 }
 
-func targetHistory(ctx context.Context, t backupset.Target, policy string, limit int) ([]Summary, error) {
+// maxReportSize bounds the read of one report's JSON.
+const maxReportSize = 64 << 20
+
+func targetHistory(ctx context.Context, d backupset.Dest, policy string, limit int, v *signing.Verifier) ([]Summary, error) {
+	t := d.Target
 	var keys []string
 	err := t.List(ctx, DrillsPrefix(policy), func(oi targets.ObjectInfo) error {
 		if strings.HasSuffix(oi.Key, ".json") {
@@ -137,29 +151,98 @@ func targetHistory(ctx context.Context, t backupset.Target, policy string, limit
 		return nil, fmt.Errorf("list drill reports: %w", err)
 	}
 	sort.Strings(keys)
-	if limit > 0 && len(keys) > limit {
-		keys = keys[len(keys)-limit:]
-	}
+	// Newest first, until limit trusted reports: forged reports must not push real ones out.
 	var out []Summary
 	var errs []error
-	for _, k := range keys {
-		r, err := readReport(ctx, t, k)
+	for i := len(keys) - 1; i >= 0 && (limit <= 0 || len(out) < limit); i-- {
+		k := keys[i]
+		r, err := readReport(ctx, t, k, v)
+		var ue *untrustedReportError
+		if errors.As(err, &ue) {
+			logUntrusted(d.Name, k, ue.err)
+			continue
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		out = append(out, summaryOf(r))
 	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
 	return out, errors.Join(errs...)
 }
 
-func readReport(ctx context.Context, t backupset.Target, key string) (*Report, error) {
-	var r Report
-	if err := backupset.ReadJSON(ctx, t, key, 64<<20, &r); err != nil {
+// untrustedReportError: a report that does not verify against a trusted key.
+type untrustedReportError struct {
+	key string
+	err error
+}
+
+func (e *untrustedReportError) Error() string {
+	return fmt.Sprintf("drill report %s is not trusted: %v", e.key, e.err)
+}
+
+func (e *untrustedReportError) Unwrap() error { return e.err }
+
+// untrustedLogged holds the reports already logged as untrusted, so that each is logged once
+// per process however often the history is read.
+var untrustedLogged sync.Map
+
+func logUntrusted(target, key string, err error) {
+	if _, seen := untrustedLogged.LoadOrStore(target+"\x00"+key, true); seen {
+		return
+	}
+	slog.Default().Warn("ignoring a drill report that is not signed by a trusted key; it may have been planted",
+		"target", target, "object", key, "error", err)
+}
+
+func readLimited(ctx context.Context, t backupset.Target, key string, limit int64) ([]byte, error) {
+	rc, err := t.Get(ctx, key)
+	if err != nil {
 		return nil, err
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", key, limit)
+	}
+	return data, nil
+}
+
+// readReport reads a report and its signature, verifies it and only then decodes it.
+func readReport(ctx context.Context, t backupset.Target, key string, v *signing.Verifier) (*Report, error) {
+	data, err := readLimited(ctx, t, key, maxReportSize)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := readLimited(ctx, t, key+signing.SignatureSuffix, signing.MaxSignatureSize)
+	switch {
+	case errors.Is(err, targets.ErrNotFound):
+		return nil, &untrustedReportError{key, signing.ErrUnsigned}
+	case err != nil:
+		return nil, err
+	}
+	if v == nil {
+		return nil, &untrustedReportError{key, errors.New("no signing key is trusted")}
+	}
+	if _, err := v.Verify(signing.NamespaceDrillReport, data, sig); err != nil {
+		return nil, &untrustedReportError{key, err}
+	}
+	var r Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", key, err)
 	}
 	if r.ID == "" || r.Version > ReportVersion {
 		return nil, fmt.Errorf("%s is not a drill report this backupd can read (version %d)", key, r.Version)
+	}
+	if want := reportKey(r.Policy, r.ID, ".json"); want != key {
+		// A signed report copied under another name or policy.
+		return nil, &untrustedReportError{key, fmt.Errorf("its signed content is report %s", want)}
 	}
 	return &r, nil
 }
@@ -184,10 +267,17 @@ func NextTarget(policyTargets []string, history []Summary) string {
 
 // store writes the report (JSON and HTML) to every target; it returns the targets that hold it
 // and the errors of the others.
-func store(ctx context.Context, dests []backupset.Dest, r *Report, html string) ([]string, []error) {
+func store(ctx context.Context, dests []backupset.Dest, r *Report, html string, signer *signing.Signer) ([]string, []error) {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return nil, []error{fmt.Errorf("encode the report: %w", err)}
+	}
+	if signer == nil {
+		return nil, []error{errors.New("the drill report was not stored: this host has no signing key to sign it with (signing.key_file)")}
+	}
+	sig, err := signer.Sign(signing.NamespaceDrillReport, data)
+	if err != nil {
+		return nil, []error{fmt.Errorf("sign the drill report: %w", err)}
 	}
 	errs := make([]error, len(dests))
 	var wg sync.WaitGroup
@@ -201,7 +291,12 @@ func store(ctx context.Context, dests []backupset.Dest, r *Report, html string) 
 					return
 				}
 			}
+			// The signature before the JSON, which then always has it.
 			k := reportKey(r.Policy, r.ID, ".json")
+			if err := d.Target.Put(ctx, k+signing.SignatureSuffix, bytes.NewReader(sig), int64(len(sig))); err != nil {
+				errs[i] = fmt.Errorf("store the drill report's signature on target %s: %w", d.Name, err)
+				return
+			}
 			if err := d.Target.Put(ctx, k, bytes.NewReader(data), int64(len(data))); err != nil {
 				errs[i] = fmt.Errorf("store the drill report on target %s: %w", d.Name, err)
 			}
@@ -222,9 +317,9 @@ func store(ctx context.Context, dests []backupset.Dest, r *Report, html string) 
 
 // LastRun returns when the newest finished drill of the policy started, as the drill history on
 // its targets shows (zero when there is none): the daemon's catch-up compares it with the last
-// tick of the drill schedule.
-func LastRun(ctx context.Context, dests []backupset.Dest, policy string) (time.Time, error) {
-	hist, err := History(ctx, dests, policy, 1)
+// tick of the drill schedule. Only reports signed by a key v trusts count.
+func LastRun(ctx context.Context, dests []backupset.Dest, policy string, v *signing.Verifier) (time.Time, error) {
+	hist, err := History(ctx, dests, policy, 1, v)
 	if len(hist) == 0 {
 		return time.Time{}, err
 	}

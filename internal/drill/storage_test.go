@@ -13,6 +13,7 @@ import (
 
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/seal"
 	"github.com/backupd/backupd/internal/storage"
 	"github.com/backupd/backupd/internal/targets"
@@ -56,6 +57,7 @@ func TestDrillStorage(t *testing.T) {
 	}
 	cfg := &config.Config{
 		Targets: map[string]*config.Target{"local": {Name: "local", Type: config.TargetDir, Path: filepath.Join(base, "target")}},
+		Signing: config.Signing{KeyFile: filepath.Join(base, "signing.key")},
 	}
 	p := &config.Policy{Name: "files", Targets: []string{"local"},
 		Drill: &config.Drill{From: config.DrillFromRotate, Scratch: config.Scratch{Embedded: &config.EmbeddedScratch{Dir: scratch}}}}
@@ -125,11 +127,15 @@ func TestDrillStorage(t *testing.T) {
 	if rep.Passed() || len(rep.Reasons) == 0 || !strings.Contains(rep.Reasons[0], "storage source uploads did not restore from target local") || rep.Storage[0].Error == "" {
 		t.Errorf("after deleting the packs: got %s %q, want FAIL naming storage source uploads", rep.Result, rep.Reasons)
 	}
-	hist, err := History(ctx, dests, p.Name, 0)
+	v, _, err := keys.Verifier(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hist, err := History(ctx, dests, p.Name, 0, v)
 	if err != nil || len(hist) != 2 || hist[0].Result != Pass || hist[1].Result != Fail {
 		t.Fatalf("history: %+v, %v; want PASS then FAIL", hist, err)
 	}
-	if last, err := LastRun(ctx, dests, p.Name); err != nil || !last.Equal(hist[1].StartedAt) {
+	if last, err := LastRun(ctx, dests, p.Name, v); err != nil || !last.Equal(hist[1].StartedAt) {
 		t.Errorf("LastRun = %v, %v; want %v", last, err, hist[1].StartedAt)
 	}
 	if err := rep.Problem(); err == nil || !strings.Contains(err.Error(), "storage source uploads") {
