@@ -86,3 +86,33 @@ func TestWriteKey(t *testing.T) {
 		t.Errorf("temporary files left: %v", left)
 	}
 }
+
+func TestCheckUnwritable(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{
+		{0o644, true},
+		{0o444, true},
+		{0o600, true},
+		{0o664, false},
+		{0o646, false},
+		{0o666, false},
+	} {
+		p := filepath.Join(dir, "keys-"+tc.mode.String())
+		if err := os.WriteFile(p, []byte("age1…"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		err := CheckUnwritable(p, "recipients_file")
+		if tc.ok != (err == nil) {
+			t.Errorf("mode %04o: got %v, want ok %v", tc.mode, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "chmod go-w "+p) {
+			t.Errorf("mode %04o: %q does not say chmod go-w %s", tc.mode, err, p)
+		}
+	}
+}
