@@ -37,7 +37,7 @@ func CheckPrivate(path, what string) error {
 		return nil
 	}
 	groups, _ := os.Getgroups()
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok && groupReadByRoot(sys.Uid, sys.Gid, mode, os.Geteuid(), append(groups, os.Getegid())) {
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && Private(sys.Uid, sys.Gid, mode, os.Geteuid(), append(groups, os.Getegid())) {
 		return nil
 	}
 	return fmt.Errorf("%s %s is open to other users (mode %04o): run chmod 600 %s (or, for a service account, chown root:GROUP and chmod 640)", what, path, mode, path)
@@ -56,6 +56,14 @@ func CheckUnwritable(path, what string) error {
 		return fmt.Errorf("%s %s can be changed by other users (mode %04o): run chmod go-w %s", what, path, mode, path)
 	}
 	return nil
+}
+
+// Private is the rule of the package comment as a function of a file's owner uid, group gid and
+// mode, read by a process with effective uid euid in groups: what CheckPrivate applies to a
+// file on disk, and what deployment examples (a Kubernetes Secret's defaultMode with fsGroup,
+// say) can be checked against before they run.
+func Private(uid, gid uint32, mode os.FileMode, euid int, groups []int) bool {
+	return mode.Perm()&0o077 == 0 || groupReadByRoot(uid, gid, mode.Perm(), euid, groups)
 }
 
 // groupReadByRoot is the service-account exception for a file of owner uid and group gid, read
