@@ -82,7 +82,7 @@ func TestGettingStarted(t *testing.T) {
 		"S3_ACCESS_KEY="+srv.AccessKey, "S3_SECRET_KEY="+srv.SecretKey,
 		"SMTP_HOST="+mail.SMTPHost, "SMTP_PORT="+mail.SMTPPort, "SMTP_STARTTLS=false",
 		"MAIL_TO="+mailTo,
-		"TMPDIR="+t.TempDir(), // the drill's scratch server, removed with the test
+		"TMPDIR="+drillTempDir(t), // the drill's scratch server (searchable by its unprivileged account), removed with the test
 	)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
