@@ -116,3 +116,30 @@ func TestCheckUnwritable(t *testing.T) {
 		}
 	}
 }
+
+// TestPrivate covers the forms the rule accepts and refuses for a given owner and reader, the
+// root:GROUP exception included, which a test running as root cannot produce on disk.
+func TestPrivate(t *testing.T) {
+	const svc, grp = 10001, 10001
+	for _, tc := range []struct {
+		name     string
+		uid, gid uint32
+		mode     os.FileMode
+		euid     int
+		want     bool
+	}{
+		{"own 0600", svc, grp, 0o600, svc, true},
+		{"own 0400", svc, grp, 0o400, svc, true},
+		{"own 0640", svc, grp, 0o640, svc, false},
+		{"own 0644", svc, grp, 0o644, svc, false},
+		{"root:grp 0440 (a Kubernetes Secret with fsGroup)", 0, grp, 0o440, svc, true},
+		{"root:grp 0640", 0, grp, 0o640, svc, true},
+		{"root:grp 0644", 0, grp, 0o644, svc, false},
+		{"root:grp 0660", 0, grp, 0o660, svc, false},
+		{"root:grp 0440 read by root", 0, grp, 0o440, 0, false},
+	} {
+		if got := Private(tc.uid, tc.gid, tc.mode, tc.euid, []int{grp}); got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
