@@ -19,6 +19,7 @@ func runCheck(t *testing.T, args ...string) (code int, stdout, stderr string) {
 // TestCheckConfigAcceptance is the acceptance: three mistakes, all reported with their
 // locations, exit 2; a valid config with secrets from the environment prints ok and no secret.
 func TestCheckConfigAcceptance(t *testing.T) {
+	privateConfigTestdata(t)
 	t.Run("three mistakes", func(t *testing.T) {
 		code, stdout, stderr := runCheck(t, "--config", "../../internal/config/testdata/acceptance.yaml")
 		if code != exitUsage {
@@ -115,6 +116,7 @@ func TestCheckConfigUsage(t *testing.T) {
 // TestCheckConfigSummaryOfEveryKey runs check-config on the config that uses every key: the
 // summary names the storage sources and never prints a secret, inline or from a file.
 func TestCheckConfigSummaryOfEveryKey(t *testing.T) {
+	privateConfigTestdata(t)
 	t.Setenv("FULL_S3_KEY", "AKIAFULLKEY")
 	t.Setenv("FULL_S3_SECRET", "full-secret")
 	t.Setenv("FULL_DB_PASSWORD", "full-db-pass")

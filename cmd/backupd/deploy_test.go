@@ -21,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/backupd/backupd/internal/daemon"
+	"github.com/backupd/backupd/internal/fileperm"
 )
 
 // The deployment examples under deploy/ are checked here as far as a test can without a
@@ -190,10 +191,13 @@ func TestDeployComposeConfig(t *testing.T) {
 		t.Errorf("backupd builds from %q, want ../.. (the repository's Dockerfile)", got)
 	}
 	cfgPath := flagValue(ystrs(svc, "command"), "config")
+	// The bind-mounted file keeps the host's 0644, which backupd refuses; the entrypoint must
+	// install a copy that satisfies the permission rule at the --config path.
+	inside := composeInstalledConfig(t, ystrs(svc, "entrypoint"), cfgPath)
 	var source string
 	for _, v := range ystrs(svc, "volumes") {
 		parts := strings.Split(v, ":")
-		if len(parts) >= 2 && parts[1] == cfgPath {
+		if len(parts) >= 2 && parts[1] == inside {
 			source = parts[0]
 			if len(parts) < 3 || parts[2] != "ro" {
 				t.Errorf("the config is mounted as %q, want it read-only", v)
@@ -201,14 +205,100 @@ func TestDeployComposeConfig(t *testing.T) {
 		}
 	}
 	if source == "" {
-		t.Fatalf("no volume of the backupd service mounts %q, the --config of its command %v", cfgPath, ystrs(svc, "command"))
+		t.Fatalf("no volume of the backupd service mounts %q, what the entrypoint installs as the --config of its command %v", inside, ystrs(svc, "command"))
 	}
 	env, _ := yget(svc, "environment").(map[string]any)
 	var names []string
 	for k := range env {
 		names = append(names, k)
 	}
-	checkExampleConfig(t, filepath.Join(deployDir, "compose", source), names)
+	// What the entrypoint does: a private copy of the mounted file.
+	data, err := os.ReadFile(filepath.Join(deployDir, "compose", source))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), path.Base(cfgPath))
+	if err := os.WriteFile(file, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	checkExampleConfig(t, file, names)
+}
+
+// imageUID is the uid and gid the image runs as (the Dockerfile's USER).
+const imageUID = 10001
+
+// installRe matches the entrypoint as written in compose.yaml, where $$ is a literal $.
+var installRe = regexp.MustCompile(`\binstall -m (0?[0-7]{3}) (\S+) (\S+) && exec backupd "\$\$@"`)
+
+// composeInstalledConfig checks that the Compose entrypoint installs the config at cfgPath
+// with a mode the permission rule accepts for a file the daemon owns, and returns the path it
+// installs it from.
+func composeInstalledConfig(t *testing.T, entrypoint []string, cfgPath string) string {
+	t.Helper()
+	m := installRe.FindStringSubmatch(strings.Join(entrypoint, " "))
+	if m == nil {
+		t.Fatalf("the backupd service's entrypoint %q does not install the config with a mode (install -m MODE SRC DST && exec backupd \"$@\")", entrypoint)
+	}
+	mode, _ := strconv.ParseUint(m[1], 8, 32)
+	if m[3] != cfgPath {
+		t.Errorf("the entrypoint installs %s, want the --config path %s", m[3], cfgPath)
+	}
+	if !fileperm.Private(imageUID, imageUID, fs.FileMode(mode), imageUID, []int{imageUID}) {
+		t.Errorf("the entrypoint installs the config with mode %s, which backupd refuses", m[1])
+	}
+	return m[2]
+}
+
+// checkKubernetesVolumeModes checks that every ConfigMap and Secret volume the container
+// mounts gives files that the permission rule accepts: kubelet writes them owned by root,
+// with the volume's defaultMode (0644 when unset) and, under fsGroup, group fsGroup and the
+// group-read bits added.
+func checkKubernetesVolumeModes(t *testing.T, pod, c any) {
+	t.Helper()
+	intOf := func(v any) (int, bool) { n, ok := v.(int); return n, ok }
+	uid, _ := intOf(yget(pod, "securityContext", "runAsUser"))
+	if uid == 0 {
+		t.Errorf("runAsUser is %d, want the image's uid %d: as root, group-readable keys are refused", uid, imageUID)
+	}
+	fsGroup, hasFSGroup := intOf(yget(pod, "securityContext", "fsGroup"))
+	var groups []int
+	if g, ok := intOf(yget(pod, "securityContext", "runAsGroup")); ok {
+		groups = append(groups, g)
+	}
+	if hasFSGroup {
+		groups = append(groups, fsGroup)
+	}
+	mounted := map[string]bool{}
+	for _, m := range ylist(c, "volumeMounts") {
+		mounted[ystr(m, "name")] = true
+	}
+	checked := 0
+	for _, v := range ylist(pod, "volumes") {
+		src := yget(v, "secret")
+		if src == nil {
+			src = yget(v, "configMap")
+		}
+		if src == nil || !mounted[ystr(v, "name")] {
+			continue
+		}
+		checked++
+		mode := 0o644
+		if m, ok := intOf(yget(src, "defaultMode")); ok {
+			mode = m
+		}
+		gid := 0
+		if hasFSGroup {
+			gid = fsGroup
+			mode |= 0o440
+		}
+		if !fileperm.Private(0, uint32(gid), fs.FileMode(mode), uid, groups) {
+			t.Errorf("volume %s: files root:%d mode %04o, read by uid %d in groups %v, are refused by backupd; set defaultMode: 0440 and fsGroup: %d",
+				ystr(v, "name"), gid, mode, uid, groups, imageUID)
+		}
+	}
+	if checked < 2 {
+		t.Errorf("checked %d ConfigMap or Secret volumes, want at least the config and the keys", checked)
+	}
 }
 
 func TestDeployKubernetesConfig(t *testing.T) {
@@ -230,6 +320,7 @@ func TestDeployKubernetesConfig(t *testing.T) {
 		t.Fatalf("got %d containers, want 1", len(containers))
 	}
 	c := containers[0]
+	checkKubernetesVolumeModes(t, pod, c)
 	named := func(kind, name string) any {
 		for _, d := range byKind[kind] {
 			if ystr(d, "metadata", "name") == name {

@@ -17,6 +17,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/backupd/backupd/internal/fileperm"
 )
 
 // Defaults, documented here because they are part of the public contract.
@@ -186,6 +188,11 @@ func (r Retention) IsZero() bool { return r == Retention{} }
 // *ValidationError listing every problem when the file is wrong, and a plain wrapped error when it
 // cannot be read.
 func Load(path string) (*Config, error) {
+	// A config may carry credentials inline (or through ${VAR} a reader cannot see, but a
+	// writer can redirect), so it is held to the rule for secret files.
+	if err := fileperm.CheckPrivate(path, "config file"); err != nil {
+		return nil, err
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)

@@ -69,6 +69,7 @@ func problemsOf(t *testing.T, err error) []Problem {
 }
 
 func TestLoadFull(t *testing.T) {
+	privateTestdata(t)
 	t.Setenv("FULL_S3_KEY", "AKIAFULLKEY")
 	t.Setenv("FULL_S3_SECRET", "full-secret")
 	t.Setenv("FULL_DB_PASSWORD", "full-db-pass")
@@ -258,6 +259,7 @@ func TestFullCoversSchema(t *testing.T) {
 }
 
 func TestAcceptanceThreeMistakes(t *testing.T) {
+	privateTestdata(t)
 	_, err := Load("testdata/acceptance.yaml")
 	ps := problemsOf(t, err)
 	want := []Problem{

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/backupd/backupd/internal/fileperm"
 )
 
 // decoder walks yaml.Node trees against field tables (schema.go), collecting every problem
@@ -366,6 +368,24 @@ func (d *decoder) shown(abs string) string {
 		return abs
 	}
 	return filepath.Join(d.shownDir, rel)
+}
+
+// readSecret is readFile for a file that may hold a secret: one open to other users is refused
+// (fileperm.CheckPrivate) before it is read.
+func (d *decoder) readSecret(abs, what string) ([]byte, error) {
+	if err := fileperm.CheckPrivate(abs, what); err != nil {
+		return nil, err
+	}
+	return d.readFile(abs)
+}
+
+// readPublic is readFile for a file of public keys: readable by anyone, but one that others may
+// change is refused (fileperm.CheckUnwritable).
+func (d *decoder) readPublic(abs, what string) ([]byte, error) {
+	if err := fileperm.CheckUnwritable(abs, what); err != nil {
+		return nil, err
+	}
+	return d.readFile(abs)
 }
 
 // readFile reads a file named in the config; the error names the file as shown and says why,

@@ -160,7 +160,7 @@ func secret(fs fields, key string, dst *string) {
 			d.nodeProblem(n, p, "empty file path", "")
 			return
 		}
-		b, err := d.readFile(d.abs(s))
+		b, err := d.readSecret(d.abs(s), fileKey)
 		if err != nil {
 			d.nodeProblem(n, p, err.Error(), fmt.Sprintf("the file must be readable by backupd and hold the %s", key))
 			return

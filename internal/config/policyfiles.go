@@ -41,7 +41,7 @@ func (d *decoder) loadPolicies(c *Config) {
 // policyFile decodes one policy file; nil when its name is taken (a problem is recorded).
 func (d *decoder) policyFile(abs, name string, defined map[string]*Policy) *Policy {
 	shown := d.shown(abs)
-	data, err := d.readFile(abs)
+	data, err := d.readSecret(abs, "policy file")
 	if err != nil {
 		d.report("policies_dir", err.Error(), "")
 		return nil

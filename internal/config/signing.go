@@ -81,7 +81,7 @@ func (d *decoder) checkSigning(c *Config) {
 		add(p, p, "", 0, line)
 	}
 	if s.TrustedKeysFile != "" {
-		if b, err := d.readFile(s.TrustedKeysFile); err != nil {
+		if b, err := d.readPublic(s.TrustedKeysFile, "trusted_keys_file"); err != nil {
 			d.report("signing.trusted_keys_file", err.Error(), "")
 		} else {
 			shown := d.shown(s.TrustedKeysFile)

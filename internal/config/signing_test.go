@@ -18,6 +18,7 @@ const (
 )
 
 func TestLoadFullSigning(t *testing.T) {
+	privateTestdata(t)
 	t.Setenv("FULL_S3_KEY", "AKIAFULLKEY")
 	t.Setenv("FULL_S3_SECRET", "full-secret")
 	t.Setenv("FULL_DB_PASSWORD", "full-db-pass")

@@ -150,7 +150,7 @@ func (d *decoder) checkS3(p string, t *Target) {
 		if strings.HasPrefix(t.Endpoint, "http://") {
 			d.report(kp, "ca_file is only used with an https:// endpoint", "use https:// in endpoint, or remove ca_file")
 		}
-		if b, err := d.readFile(t.CAFile); err != nil {
+		if b, err := d.readPublic(t.CAFile, "ca_file"); err != nil {
 			d.report(kp, err.Error(), "")
 		} else if !x509.NewCertPool().AppendCertsFromPEM(b) {
 			d.report(kp, fmt.Sprintf("%s holds no PEM certificate", d.shown(t.CAFile)), "it must contain -----BEGIN CERTIFICATE----- blocks")
@@ -216,7 +216,7 @@ func (d *decoder) checkEncryption(c *Config) {
 	}
 	configured := len(e.Recipients) > 0 || e.RecipientsFile != ""
 	if e.RecipientsFile != "" {
-		if b, err := d.readFile(e.RecipientsFile); err != nil {
+		if b, err := d.readPublic(e.RecipientsFile, "recipients_file"); err != nil {
 			d.report("encryption.recipients_file", err.Error(), "")
 			reported = true
 		} else {

@@ -8,6 +8,12 @@
 // 0640 or 0440). Root then keeps control of the key while the service can only read it, which is
 // how packaged services are usually given secrets. The exception does not apply to a process
 // running as root: for root, group read means other accounts can read the key.
+//
+// The same rule covers every file that may hold a secret: config files (they may carry
+// credentials inline), policy files, and the files `*_file` config keys read secrets from.
+// Files that hold only public keys (age recipients, trusted signing keys, a CA certificate) may
+// be readable by anyone, but nobody else may be able to change them (CheckUnwritable): whoever
+// can add a recipient reads future backups, and whoever can add a trusted key can sign sets.
 package fileperm
 
 import (
@@ -31,10 +37,33 @@ func CheckPrivate(path, what string) error {
 		return nil
 	}
 	groups, _ := os.Getgroups()
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok && groupReadByRoot(sys.Uid, sys.Gid, mode, os.Geteuid(), append(groups, os.Getegid())) {
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && Private(sys.Uid, sys.Gid, mode, os.Geteuid(), append(groups, os.Getegid())) {
 		return nil
 	}
 	return fmt.Errorf("%s %s is open to other users (mode %04o): run chmod 600 %s (or, for a service account, chown root:GROUP and chmod 640)", what, path, mode, path)
+}
+
+// CheckUnwritable returns an error that says `chmod go-w PATH` when group or others may write
+// the file at path: for public keys, whose secrecy does not matter but whose content decides
+// whom backups are encrypted to or whose signatures are trusted. A file that cannot be examined
+// is left to the caller's read to report.
+func CheckUnwritable(path, what string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	if mode := st.Mode().Perm(); mode&0o022 != 0 {
+		return fmt.Errorf("%s %s can be changed by other users (mode %04o): run chmod go-w %s", what, path, mode, path)
+	}
+	return nil
+}
+
+// Private is the rule of the package comment as a function of a file's owner uid, group gid and
+// mode, read by a process with effective uid euid in groups: what CheckPrivate applies to a
+// file on disk, and what deployment examples (a Kubernetes Secret's defaultMode with fsGroup,
+// say) can be checked against before they run.
+func Private(uid, gid uint32, mode os.FileMode, euid int, groups []int) bool {
+	return mode.Perm()&0o077 == 0 || groupReadByRoot(uid, gid, mode.Perm(), euid, groups)
 }
 
 // groupReadByRoot is the service-account exception for a file of owner uid and group gid, read

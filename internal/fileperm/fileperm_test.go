@@ -86,3 +86,60 @@ func TestWriteKey(t *testing.T) {
 		t.Errorf("temporary files left: %v", left)
 	}
 }
+
+func TestCheckUnwritable(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{
+		{0o644, true},
+		{0o444, true},
+		{0o600, true},
+		{0o664, false},
+		{0o646, false},
+		{0o666, false},
+	} {
+		p := filepath.Join(dir, "keys-"+tc.mode.String())
+		if err := os.WriteFile(p, []byte("age1…"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		err := CheckUnwritable(p, "recipients_file")
+		if tc.ok != (err == nil) {
+			t.Errorf("mode %04o: got %v, want ok %v", tc.mode, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "chmod go-w "+p) {
+			t.Errorf("mode %04o: %q does not say chmod go-w %s", tc.mode, err, p)
+		}
+	}
+}
+
+// TestPrivate covers the forms the rule accepts and refuses for a given owner and reader, the
+// root:GROUP exception included, which a test running as root cannot produce on disk.
+func TestPrivate(t *testing.T) {
+	const svc, grp = 10001, 10001
+	for _, tc := range []struct {
+		name     string
+		uid, gid uint32
+		mode     os.FileMode
+		euid     int
+		want     bool
+	}{
+		{"own 0600", svc, grp, 0o600, svc, true},
+		{"own 0400", svc, grp, 0o400, svc, true},
+		{"own 0640", svc, grp, 0o640, svc, false},
+		{"own 0644", svc, grp, 0o644, svc, false},
+		{"root:grp 0440 (a Kubernetes Secret with fsGroup)", 0, grp, 0o440, svc, true},
+		{"root:grp 0640", 0, grp, 0o640, svc, true},
+		{"root:grp 0644", 0, grp, 0o644, svc, false},
+		{"root:grp 0660", 0, grp, 0o660, svc, false},
+		{"root:grp 0440 read by root", 0, grp, 0o440, 0, false},
+	} {
+		if got := Private(tc.uid, tc.gid, tc.mode, tc.euid, []int{grp}); got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -9,8 +9,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/backupd/backupd/internal/fileperm"
 )
 
 // maxKeyFileSize caps what is read from a key file: an OpenSSH Ed25519 key is about 400 bytes.
@@ -79,13 +82,20 @@ func commentOf(data []byte) string {
 	return comment
 }
 
-// CheckKeyFileMode refuses a key file that group or others may read or write.
+// CheckKeyFileMode refuses a key file that group or others may read or write, by the one rule
+// of package fileperm (root:GROUP 0640 for a service account in GROUP included).
 func CheckKeyFileMode(path string, st fs.FileInfo) error {
 	if !st.Mode().IsRegular() {
 		return fmt.Errorf("signing key %s is not a regular file", path)
 	}
 	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("signing key %s has mode %04o, open to group or others: run chmod 600 %s", path, perm, path)
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			groups, _ := os.Getgroups()
+			if fileperm.Private(sys.Uid, sys.Gid, perm, os.Geteuid(), append(groups, os.Getegid())) {
+				return nil
+			}
+		}
+		return fmt.Errorf("signing key %s has mode %04o, open to group or others: run chmod 600 %s (or, for a service account, chown root:GROUP and chmod 640)", path, perm, path)
 	}
 	return nil
 }
