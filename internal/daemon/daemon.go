@@ -28,6 +28,8 @@ import (
 
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/fileperm"
+	"github.com/backupd/backupd/internal/prune"
+	"github.com/backupd/backupd/internal/schedule"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -40,9 +42,9 @@ type Options struct {
 	Logger  *slog.Logger
 	Version string
 	Now     func() time.Time // injected clock for schedule decisions; time.Now when nil
-	// StorageGC collects unreferenced storage blobs after retention; nil until storage
-	// snapshots (internal/files) are wired in.
-	StorageGC     StorageGC
+	// StorageGC collects unreferenced storage blobs after retention; nil: they are not
+	// collected (cmd/backupd wires package storage in).
+	StorageGC     prune.StorageGC
 	CheckInterval time.Duration // staleness and readiness checks; DefaultCheckInterval when 0
 	LeaseTTL      time.Duration // DefaultLeaseTTL when 0
 	// Driller runs the restoration drills of policies with a drill schedule; cmd/backupd
@@ -322,7 +324,7 @@ func (d *Daemon) loop(ctx, jobsCtx context.Context, j *Job) {
 			d.log.Warn("the schedule has no next run", "policy", j.Policy, "job", j.Kind, "schedule", j.Schedule.Spec)
 			return
 		}
-		delay := jitterDelay(j.Jitter, j.Schedule.Interval(tick.Add(-time.Nanosecond)), rand.Float64())
+		delay := schedule.JitterDelay(j.Jitter, j.Schedule.Interval(tick.Add(-time.Nanosecond)), rand.Float64())
 		d.setNext(j, tick)
 		t := time.NewTimer(tick.Add(delay).Sub(now))
 		select {
@@ -345,7 +347,7 @@ func (d *Daemon) catchUp(ctx, jobsCtx context.Context, j *Job) {
 		}
 		return
 	}
-	tick, missed := missedTick(j.Schedule, newest, d.now())
+	tick, missed := schedule.MissedTick(j.Schedule, newest, d.now())
 	if !missed {
 		return
 	}

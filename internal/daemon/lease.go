@@ -344,7 +344,7 @@ func setMadeSince(policy string, dests []backupset.Dest, tick time.Time) tickDon
 
 func setSince(ctx context.Context, policy string, dests []backupset.Dest, tick time.Time) (string, bool) {
 	for _, d := range dests {
-		entries, err := setKeys(ctx, d.Target, policy)
+		entries, err := backupset.SetKeysOnly(ctx, d.Target, policy)
 		if err != nil {
 			continue
 		}
