@@ -16,6 +16,7 @@ import (
 
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/drill"
 	"github.com/backupd/backupd/internal/retention"
 	"github.com/backupd/backupd/internal/schedule"
 	"github.com/backupd/backupd/internal/targets"
@@ -69,9 +70,9 @@ type TargetReport struct {
 const protectMarkerGrace = time.Hour
 
 // Run applies a policy's retention on every one of its targets: the grandfather-father-son
-// selection of package retention, never deleting the newest committed set, a set protected by
-// a running restore or drill, or a set still under object lock; never applying retention on a
-// target that lacks the newest committed set (its latest backup failed there) or that the
+// selection of package retention, never deleting the newest committed set, the newest set
+// that passed a restoration drill, a set protected by a running restore or drill, or a set
+// still under object lock; never applying retention on a target that lacks the newest committed set (its latest backup failed there) or that the
 // caller names in SkipTargets. It also garbage-collects uncommitted sets older than the
 // policy's uncommitted_grace, and then storage blobs through StorageGC. The error joins every
 // target's failures; the report is complete either way.
@@ -102,6 +103,8 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 	if err != nil {
 		return rep, err
 	}
+
+	proven := provenSets(ctx, dests, p.Name, log)
 
 	// List every target first: retention on one target depends on what the others hold.
 	listings := make([][]backupset.SetEntry, len(dests))
@@ -148,7 +151,7 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 	for i, d := range dests {
 		tp := rep.Targets[i]
 		if tp.Skipped == "" {
-			pruneTarget(ctx, p, d, listings[i], newest, rpol, now(), opts, tp, log)
+			pruneTarget(ctx, p, d, listings[i], newest, proven, rpol, now(), opts, tp, log)
 		}
 		for _, e := range tp.Errs {
 			errs = append(errs, fmt.Errorf("target %s: %w", d.Name, e))
@@ -158,7 +161,7 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 }
 
 func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entries []backupset.SetEntry, newest string,
-	rpol retention.Policy, now time.Time, opts Options, tp *TargetReport, log *slog.Logger) {
+	proven map[string]bool, rpol retention.Policy, now time.Time, opts Options, tp *TargetReport, log *slog.Logger) {
 	log = log.With("target", d.Name)
 	sets := make([]retention.Set, 0, len(entries))
 	holds := false
@@ -167,7 +170,7 @@ func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entrie
 		if err != nil {
 			continue
 		}
-		sets = append(sets, retention.Set{ID: e.ID, Time: t, Committed: e.Committed})
+		sets = append(sets, retention.Set{ID: e.ID, Time: t, Committed: e.Committed, Proven: proven[e.ID]})
 		if e.ID == newest && e.Committed {
 			holds = true
 		}
@@ -223,6 +226,29 @@ func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entrie
 		}
 		tp.Storage = summary
 	}
+}
+
+// provenHistory is how many of the newest drill reports of each target are read to find the
+// sets proven restorable: enough to reach back past a run of failed drills, few enough that
+// a retention run stays a handful of reads.
+const provenHistory = 32
+
+// provenSets returns the sets that passed a restoration drill, by the drill reports on the
+// targets (drill.History trusts only signed ones). A target whose reports cannot be read
+// costs only its proofs: the reports are written to every target, and retention without a
+// proof falls back to its rules and the newest committed set.
+func provenSets(ctx context.Context, dests []backupset.Dest, policy string, log *slog.Logger) map[string]bool {
+	hist, err := drill.History(ctx, dests, policy, provenHistory)
+	if err != nil {
+		log.Warn("could not read the drill reports of every target; sets proven by them only are not known to be proven", "error", err)
+	}
+	proven := map[string]bool{}
+	for _, s := range hist {
+		if s.Result == drill.Pass && s.SetID != "" {
+			proven[s.SetID] = true
+		}
+	}
+	return proven
 }
 
 // protect keeps the sets in use (markers on the target, and the caller's own) and the sets
