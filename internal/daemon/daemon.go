@@ -1,9 +1,9 @@
 // Package daemon is backupd's unattended mode, `backupd run`: it schedules every policy's jobs
-// (robfig/cron/v3 schedules, jitter, a global limit on concurrent jobs, never a job
-// overlapping itself, catch-up of a missed run noticed from the targets), makes sure that one
-// host runs each tick however many daemons share a policy (leases on the target, GET_LOCK on
-// the source), applies retention after each successful backup (Prune, also behind `backupd
-// prune`), alerts people once per incident and once when it clears, and serves Prometheus
+// (package schedule: robfig/cron/v3 schedules aligned across hosts; jitter, a global limit on
+// concurrent jobs, never a job overlapping itself, catch-up of a missed run noticed from the
+// targets), makes sure that one host runs each tick however many daemons share a policy
+// (leases on the target, GET_LOCK on the source), applies retention after each successful
+// backup (package prune, also behind `backupd prune`), alerts people once per incident and once when it clears, and serves Prometheus
 // metrics, health and readiness probes and a status page.
 //
 // A policy has up to two jobs: its backup, and its restoration drill when the policy's drill:
