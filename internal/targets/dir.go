@@ -237,6 +237,16 @@ func (d *Dir) openRoot() (*os.Root, error) {
 	return root, nil
 }
 
+// openRootIfPresent is openRoot for the operations that have nothing to do when the target's
+// directory does not exist yet (delete, list): nil and no error then.
+func (d *Dir) openRootIfPresent() (*os.Root, error) {
+	root, err := d.openRoot()
+	if err != nil && isNotExist(err) {
+		return nil, nil
+	}
+	return root, err
+}
+
 // Get returns an error wrapping ErrNotFound if the object does not exist.
 func (d *Dir) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := d.validKey(key); err != nil {
@@ -301,12 +311,9 @@ func (d *Dir) Delete(ctx context.Context, key string) error {
 	if err := d.validKey(key); err != nil {
 		return err
 	}
-	root, err := d.openRoot()
-	if err != nil {
-		if isNotExist(err) {
-			return nil
-		}
-		return err
+	root, err := d.openRootIfPresent()
+	if root == nil {
+		return err // nil when nothing was ever stored
 	}
 	defer root.Close()
 	fi, err := root.Lstat(key)
@@ -341,12 +348,9 @@ func (d *Dir) List(ctx context.Context, prefix string, fn func(ObjectInfo) error
 	if err := validatePrefix(prefix); err != nil {
 		return err
 	}
-	root, err := d.openRoot()
-	if err != nil {
-		if isNotExist(err) {
-			return nil
-		}
-		return err
+	root, err := d.openRootIfPresent()
+	if root == nil {
+		return err // nil when nothing was ever stored
 	}
 	defer root.Close()
 	start := prefix[:strings.LastIndex(prefix, "/")+1]
