@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench-restore.sh [DB] — restore benchmark of issue 4, on the local MariaDB, in one run:
+# bench-restore.sh [DB] — restore benchmark against mydumper/myloader, on the local MariaDB, in one run:
 #
 #   1. backupd backup of DB to MinIO, then `backupd restore` of it under another name
 #      (defaults: --threads = number of CPUs, verification on), with /usr/bin/time -v

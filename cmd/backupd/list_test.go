@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,5 +54,86 @@ func TestListShowsUntrustedSets(t *testing.T) {
 		if !ok || (reason == "") != (r == "") || !bytes.Contains([]byte(r), []byte(reason)) {
 			t.Errorf("set %s: untrusted %q, want %q", id, r, reason)
 		}
+	}
+}
+
+// countingGets counts the manifests read through it.
+type countingGets struct {
+	targets.Target
+	name      string
+	manifests int
+}
+
+func (c *countingGets) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	if strings.HasSuffix(key, "/"+backupset.ManifestName) {
+		c.manifests++
+	}
+	return c.Target.Get(ctx, key)
+}
+
+// TestListReadsOnlyNewest: list reads the manifests of the newest --limit sets on each target
+// and shows the older ones from the listing, with their size and finish time; --all reads
+// every manifest.
+func TestListReadsOnlyNewest(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	var dests []backupset.Dest
+	var counters []*countingGets
+	var ids []string
+	for i := range 5 {
+		ids = append(ids, backupset.NewID(now.Add(time.Duration(i-5)*time.Hour)))
+	}
+	for _, name := range []string{"a", "b"} {
+		tg, err := targets.Open(name, targets.Spec{Type: "dir", Path: t.TempDir()}, targets.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			body, _ := json.Marshal(backupset.Manifest{FormatVersion: backupset.FormatVersion, SetID: id, Policy: "p"})
+			for _, k := range []string{backupset.ObjectKey("p", id, "shop/t.00001.sql"), backupset.ManifestKey("p", id)} {
+				if err := tg.Put(ctx, k, bytes.NewReader(body), int64(len(body))); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		c := &countingGets{Target: tg, name: name}
+		counters = append(counters, c)
+		dests = append(dests, backupset.Dest{Name: name, Target: c})
+	}
+	for _, tc := range []struct {
+		name      string
+		limit     int
+		wantReads int // per target
+	}{
+		{"limit 2", 2, 2},
+		{"limit above the count", 10, 5},
+		{"all", 0, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, c := range counters {
+				c.manifests = 0
+			}
+			sets, err := listNewest(ctx, "p", dests, now, tc.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range counters {
+				if c.manifests != tc.wantReads {
+					t.Errorf("target %s: got %d manifests read, want %d", c.name, c.manifests, tc.wantReads)
+				}
+			}
+			if len(sets) != len(ids) {
+				t.Fatalf("got %d sets, want %d", len(sets), len(ids))
+			}
+			for i, s := range sets {
+				wantListed := i < len(ids)-tc.wantReads
+				if s.ID != ids[i] || s.ListedOnly != wantListed || len(s.Targets) != 2 {
+					t.Errorf("set %d: got %s listed-only %v on %v, want %s listed-only %v on both targets", i, s.ID, s.ListedOnly, s.Targets, ids[i], wantListed)
+				}
+				if s.ListedOnly && (s.Bytes == 0 || s.FinishedAt.IsZero()) {
+					t.Errorf("set %s from the listing: got size %d and finish %v, want both from the listing", s.ID, s.Bytes, s.FinishedAt)
+				}
+			}
+		})
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"io"
 
-	"github.com/backupd/backupd/internal/daemon"
+	"github.com/backupd/backupd/internal/prune"
 )
 
 func init() {
@@ -24,7 +24,7 @@ func runPrune(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	log := newLogger(ctx, stderr, *verbose)
-	rep, err := daemon.Prune(ctx, cfg, p, daemon.PruneOptions{
+	rep, err := prune.Run(ctx, cfg, p, prune.Options{
 		DryRun:    *dryRun,
 		Logger:    log,
 		StorageGC: storageGC(log),

@@ -17,6 +17,7 @@ import (
 	"github.com/backupd/backupd/internal/drill"
 	"github.com/backupd/backupd/internal/humanize"
 	"github.com/backupd/backupd/internal/keys"
+	"github.com/backupd/backupd/internal/prune"
 	"github.com/backupd/backupd/internal/storage"
 	"github.com/backupd/backupd/internal/targets"
 )
@@ -139,7 +140,7 @@ func (dr daemonDriller) LastDrill(ctx context.Context, cfg *config.Config, p *co
 
 // storageGC collects the storage blobs that no committed set references any more, after
 // retention (package storage; its mark and sweep is safe while snapshots run).
-func storageGC(log *slog.Logger) daemon.StorageGC {
+func storageGC(log *slog.Logger) prune.StorageGC {
 	return func(ctx context.Context, target string, t backupset.Target, policy string, dryRun bool) (string, error) {
 		res, err := storage.GC(ctx, t, policy, storage.GCOptions{DryRun: dryRun, Logger: log.With("target", target)})
 		if res == nil {

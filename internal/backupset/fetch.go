@@ -10,6 +10,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/backupd/backupd/internal/countio"
 	"github.com/backupd/backupd/internal/seal"
 )
 
@@ -123,7 +124,7 @@ func CheckObject(ctx context.Context, t Target, policy, setID string, obj Object
 	// Hash while decrypting, so the object is read once; the size and hash verdict comes first
 	// in the error because it is the more useful diagnosis.
 	h := sha256.New()
-	counted := &countReader{r: io.TeeReader(rc, h)}
+	counted := &countio.Reader{R: io.TeeReader(rc, h)}
 	var plainN int64
 	var openErr error
 	plain, err := seal.Open(counted, ids)
@@ -138,8 +139,8 @@ func CheckObject(ctx context.Context, t Target, policy, setID string, obj Object
 	if _, err := io.Copy(io.Discard, counted); err != nil {
 		return fmt.Errorf("download %s: %w", key, err)
 	}
-	if counted.n != obj.Size {
-		return fmt.Errorf("%w: %s has %d bytes, the manifest says %d", ErrObjectBad, key, counted.n, obj.Size)
+	if counted.N != obj.Size {
+		return fmt.Errorf("%w: %s has %d bytes, the manifest says %d", ErrObjectBad, key, counted.N, obj.Size)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != obj.SHA256 {
 		return fmt.Errorf("%w: %s has SHA-256 %s, the manifest says %s", ErrObjectBad, key, got, obj.SHA256)
@@ -154,15 +155,4 @@ func CheckObject(ctx context.Context, t Target, policy, setID string, obj Object
 		return fmt.Errorf("%w: %s decompresses to %d bytes, the manifest says %d", ErrObjectBad, key, plainN, obj.PlainSize)
 	}
 	return nil
-}
-
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }

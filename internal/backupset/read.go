@@ -38,9 +38,22 @@ func ReadJSON(ctx context.Context, t Target, key string, limit int64, v any) err
 // SetKeys lists the set IDs present under a policy, committed or not, with whether each has a
 // manifest. Sorted oldest first.
 func SetKeys(ctx context.Context, t Target, policy string) ([]SetEntry, error) {
+	return setKeysUnder(ctx, t, policy, "")
+}
+
+// SetKeysOnly is SetKeys without walking the rest of the policy's area: set IDs start with
+// their year, so listing "<policy>/2" sees every set of this millennium and none of the
+// storage blobs (<policy>/blobs/, possibly millions of objects), drill reports or locks —
+// which matters for a check that runs every minute.
+func SetKeysOnly(ctx context.Context, t Target, policy string) ([]SetEntry, error) {
+	return setKeysUnder(ctx, t, policy, "2")
+}
+
+// setKeysUnder lists the sets whose IDs start with idPrefix.
+func setKeysUnder(ctx context.Context, t Target, policy, idPrefix string) ([]SetEntry, error) {
 	byID := map[string]*SetEntry{}
 	prefix := policy + "/"
-	err := t.List(ctx, prefix, func(oi targets.ObjectInfo) error {
+	err := t.List(ctx, prefix+idPrefix, func(oi targets.ObjectInfo) error {
 		rest := strings.TrimPrefix(oi.Key, prefix)
 		id, name, ok := strings.Cut(rest, "/")
 		if !ok || !ValidID(id) {

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/backupd/backupd/internal/signing"
 )
@@ -81,19 +80,9 @@ func (d *decoder) checkSigning(c *Config) {
 		add(p, p, "", 0, line)
 	}
 	if s.TrustedKeysFile != "" {
-		if b, err := d.readPublic(s.TrustedKeysFile, "trusted_keys_file"); err != nil {
-			d.report("signing.trusted_keys_file", err.Error(), "")
-		} else {
-			shown := d.shown(s.TrustedKeysFile)
-			d.files = append(d.files, shown)
-			for i, line := range strings.Split(string(b), "\n") {
-				line = strings.TrimSpace(line)
-				if line == "" || strings.HasPrefix(line, "#") {
-					continue
-				}
-				add(fmt.Sprintf("%s line %d", shown, i+1), "signing.trusted_keys_file", shown, i+1, line)
-			}
-		}
+		d.listFile(s.TrustedKeysFile, "signing.trusted_keys_file", func(shown string, n int, line string) {
+			add(fmt.Sprintf("%s line %d", shown, n), "signing.trusted_keys_file", shown, n, line)
+		})
 	}
 	s.TrustedKeys = keys
 	d.checkSigningKeyFile(s.KeyFile)

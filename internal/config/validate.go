@@ -216,24 +216,16 @@ func (d *decoder) checkEncryption(c *Config) {
 	}
 	configured := len(e.Recipients) > 0 || e.RecipientsFile != ""
 	if e.RecipientsFile != "" {
-		if b, err := d.readPublic(e.RecipientsFile, "recipients_file"); err != nil {
-			d.report("encryption.recipients_file", err.Error(), "")
-			reported = true
-		} else {
-			shown := d.shown(e.RecipientsFile)
-			d.files = append(d.files, shown)
-			for i, line := range strings.Split(string(b), "\n") {
-				line = strings.TrimSpace(line)
-				if line == "" || strings.HasPrefix(line, "#") {
-					continue
-				}
-				if _, err := seal.ParseRecipient(line); err != nil {
-					d.problem(shown, i+1, "encryption.recipients_file", fmt.Sprintf("line %d: %v", i+1, err), recipientHint)
-					reported = true
-					continue
-				}
-				add(line)
+		read := d.listFile(e.RecipientsFile, "encryption.recipients_file", func(shown string, n int, line string) {
+			if _, err := seal.ParseRecipient(line); err != nil {
+				d.problem(shown, n, "encryption.recipients_file", fmt.Sprintf("line %d: %v", n, err), recipientHint)
+				reported = true
+				return
 			}
+			add(line)
+		})
+		if !read {
+			reported = true
 		}
 	}
 	e.Recipients = recipients

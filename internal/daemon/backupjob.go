@@ -12,6 +12,8 @@ import (
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/notify"
+	"github.com/backupd/backupd/internal/prune"
+	"github.com/backupd/backupd/internal/schedule"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -29,7 +31,7 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, p *config.Po
 		dsn = p.MySQL.DSN
 	}
 	period := maxClaimPeriod
-	if sched, err := ParseSchedule(p.Schedule); err == nil {
+	if sched, err := schedule.Parse(p.Schedule); err == nil {
 		period = claimPeriod(sched, tick)
 	}
 	l, err := d.leases.acquire(ctx, p.Name, KindBackup, dsn, dests, tick, period, setMadeSince(p.Name, dests, tick, period))
@@ -151,7 +153,7 @@ func (d *Daemon) backupSucceeded(ctx context.Context, cfg *config.Config, p *con
 
 	d.checkShrink(ctx, cfg, p, dests, res, log)
 
-	rep, err := Prune(ctx, cfg, p, PruneOptions{Now: d.now, Logger: d.log, Metrics: d.tmetrics, SkipTargets: failed, StorageGC: d.opts.StorageGC})
+	rep, err := prune.Run(ctx, cfg, p, prune.Options{Now: d.now, Logger: d.log, Metrics: d.tmetrics, SkipTargets: failed, StorageGC: d.opts.StorageGC})
 	if err != nil {
 		d.metrics.error(p.Name, errKindRetention)
 		log.Error("retention failed on some targets; it is tried again after the next backup", "error", err)
@@ -238,7 +240,7 @@ func (d *Daemon) checkStale(ctx context.Context, cfg *config.Config, p *config.P
 	if p.Alerts.StaleAfter == config.StaleOff {
 		return
 	}
-	sched, err := ParseSchedule(p.Schedule)
+	sched, err := schedule.Parse(p.Schedule)
 	if err != nil {
 		return
 	}
@@ -255,7 +257,7 @@ func (d *Daemon) checkStale(ctx context.Context, cfg *config.Config, p *config.P
 	if n.ID == "" {
 		ref, what = d.started, "no committed set exists; backupd started watching at "+d.started.UTC().Format(time.RFC3339)
 	}
-	deadline := staleDeadline(sched, p.Alerts.StaleAfter, ref)
+	deadline := schedule.StaleDeadline(sched, p.Alerts.StaleAfter, ref)
 	now := d.now()
 	threshold := "derived from the schedule"
 	if p.Alerts.StaleAfter > 0 {

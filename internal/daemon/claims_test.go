@@ -237,7 +237,7 @@ func TestTwoDaemonsSignedClaims(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			entries, err := setKeys(ctx, dests[0].Target, pA.Name)
+			entries, err := backupset.SetKeysOnly(ctx, dests[0].Target, pA.Name)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,9 +1,9 @@
 // Package daemon is backupd's unattended mode, `backupd run`: it schedules every policy's jobs
-// (robfig/cron/v3 schedules, jitter, a global limit on concurrent jobs, never a job
-// overlapping itself, catch-up of a missed run noticed from the targets), makes sure that one
-// host runs each tick however many daemons share a policy (leases on the target, GET_LOCK on
-// the source), applies retention after each successful backup (Prune, also behind `backupd
-// prune`), alerts people once per incident and once when it clears, and serves Prometheus
+// (package schedule: robfig/cron/v3 schedules aligned across hosts; jitter, a global limit on
+// concurrent jobs, never a job overlapping itself, catch-up of a missed run noticed from the
+// targets), makes sure that one host runs each tick however many daemons share a policy
+// (leases on the target, GET_LOCK on the source), applies retention after each successful
+// backup (package prune, also behind `backupd prune`), alerts people once per incident and once when it clears, and serves Prometheus
 // metrics, health and readiness probes and a status page.
 //
 // A policy has up to two jobs: its backup, and its restoration drill when the policy's drill:
@@ -31,6 +31,8 @@ import (
 	"github.com/backupd/backupd/internal/fileperm"
 	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/notify"
+	"github.com/backupd/backupd/internal/prune"
+	"github.com/backupd/backupd/internal/schedule"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -43,9 +45,9 @@ type Options struct {
 	Logger  *slog.Logger
 	Version string
 	Now     func() time.Time // injected clock for schedule decisions; time.Now when nil
-	// StorageGC collects unreferenced storage blobs after retention; nil until storage
-	// snapshots (internal/files) are wired in.
-	StorageGC     StorageGC
+	// StorageGC collects unreferenced storage blobs after retention; nil: they are not
+	// collected (cmd/backupd wires package storage in).
+	StorageGC     prune.StorageGC
 	CheckInterval time.Duration // staleness and readiness checks; DefaultCheckInterval when 0
 	LeaseTTL      time.Duration // DefaultLeaseTTL when 0
 	// Driller runs the restoration drills of policies with a drill schedule; cmd/backupd
@@ -452,7 +454,7 @@ func (d *Daemon) loop(ctx, jobsCtx context.Context, j *Job) {
 			d.log.Warn("the schedule has no next run", "policy", j.Policy, "job", j.Kind, "schedule", j.Schedule.Spec)
 			return
 		}
-		delay := jitterDelay(j.Jitter, j.Schedule.Interval(tick.Add(-time.Nanosecond)), rand.Float64())
+		delay := schedule.JitterDelay(j.Jitter, j.Schedule.Interval(tick.Add(-time.Nanosecond)), rand.Float64())
 		d.setNext(j, tick)
 		t := time.NewTimer(tick.Add(delay).Sub(now))
 		select {
@@ -475,7 +477,7 @@ func (d *Daemon) catchUp(ctx, jobsCtx context.Context, j *Job) {
 		}
 		return
 	}
-	tick, missed := missedTick(j.Schedule, newest, d.now())
+	tick, missed := schedule.MissedTick(j.Schedule, newest, d.now())
 	if !missed {
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/schedule"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -25,7 +26,7 @@ func (d *Daemon) runDrill(ctx context.Context, cfg *config.Config, p *config.Pol
 		dsn = p.MySQL.DSN
 	}
 	period := maxClaimPeriod
-	if sched, err := ParseSchedule(p.Drill.Schedule); err == nil {
+	if sched, err := schedule.Parse(p.Drill.Schedule); err == nil {
 		period = claimPeriod(sched, tick)
 	}
 	done := func(ctx context.Context) (string, bool) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/backupd/backupd/internal/config"
 	"github.com/backupd/backupd/internal/notify"
+	"github.com/backupd/backupd/internal/schedule"
 )
 
 // ErrSkipped is wrapped by a Job's Run when the tick is not this host's to run (another host
@@ -27,7 +28,7 @@ const (
 type Job struct {
 	Policy   string
 	Kind     string // KindBackup; drills add KindDrill
-	Schedule Schedule
+	Schedule schedule.Schedule
 	Jitter   time.Duration
 	CatchUp  bool
 	// Run does the run for tick. It records its own outcome (metrics beyond the scheduler's,
@@ -47,7 +48,7 @@ func (d *Daemon) jobsFor(cfg *config.Config) ([]*Job, error) {
 	var jobs []*Job
 	for _, name := range slices.Sorted(maps.Keys(cfg.Policies)) {
 		p := cfg.Policies[name]
-		sched, err := ParseSchedule(p.Schedule)
+		sched, err := schedule.Parse(p.Schedule)
 		if err != nil {
 			return nil, fmt.Errorf("policy %s: %w", p.Name, err)
 		}
@@ -72,7 +73,7 @@ func (d *Daemon) jobsFor(cfg *config.Config) ([]*Job, error) {
 			d.log.Warn("the policy has a drill schedule, but this daemon cannot run drills; drills are not scheduled", "policy", p.Name)
 			continue
 		}
-		dsched, err := ParseSchedule(p.Drill.Schedule)
+		dsched, err := schedule.Parse(p.Drill.Schedule)
 		if err != nil {
 			return nil, fmt.Errorf("policy %s: drill: %w", p.Name, err)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/dump"
 	"github.com/backupd/backupd/internal/mysqldsn"
+	"github.com/backupd/backupd/internal/schedule"
 	"github.com/backupd/backupd/internal/signing"
 	"github.com/backupd/backupd/internal/targets"
 )
@@ -45,7 +46,7 @@ const maxClaimPeriod = 31 * 24 * time.Hour
 
 // claimPeriod is the largest gap between the next few ticks after tick: a claim further ahead
 // than this is not a host that is merely ahead of this one.
-func claimPeriod(s Schedule, tick time.Time) time.Duration {
+func claimPeriod(s schedule.Schedule, tick time.Time) time.Duration {
 	var p time.Duration
 	t := tick
 	for range 8 {
@@ -539,7 +540,7 @@ func setMadeSince(policy string, dests []backupset.Dest, tick time.Time, period 
 
 func setSince(ctx context.Context, policy string, dests []backupset.Dest, tick time.Time, period time.Duration) (string, bool) {
 	for _, d := range dests {
-		entries, err := setKeys(ctx, d.Target, policy)
+		entries, err := backupset.SetKeysOnly(ctx, d.Target, policy)
 		if err != nil {
 			continue
 		}

@@ -5,51 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/dump"
-	"github.com/backupd/backupd/internal/targets"
 )
-
-// setKeys is backupset.SetKeys without walking the rest of the policy's area: set IDs start
-// with their year, so listing "<policy>/2" sees every set and none of the storage blobs
-// (<policy>/blobs/, possibly millions of objects), drill reports or locks — which matters for
-// a check that runs every minute.
-func setKeys(ctx context.Context, t backupset.Target, policy string) ([]backupset.SetEntry, error) {
-	byID := map[string]*backupset.SetEntry{}
-	prefix := policy + "/"
-	err := t.List(ctx, prefix+"2", func(oi targets.ObjectInfo) error {
-		id, name, ok := strings.Cut(strings.TrimPrefix(oi.Key, prefix), "/")
-		if !ok || !backupset.ValidID(id) {
-			return nil
-		}
-		e := byID[id]
-		if e == nil {
-			e = &backupset.SetEntry{ID: id}
-			byID[id] = e
-		}
-		e.Objects++
-		e.Bytes += oi.Size
-		if oi.ModTime.After(e.LastModified) {
-			e.LastModified = oi.ModTime
-		}
-		if name == backupset.ManifestName {
-			e.Committed = true
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list sets of policy %s: %w", policy, err)
-	}
-	out := make([]backupset.SetEntry, 0, len(byID))
-	for _, e := range byID {
-		out = append(out, *e)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
-}
 
 // minShrinkRows: a table with fewer rows in the previous set is not compared on its own (a
 // 3-row settings table losing 2 rows is not news); the set's totals still are.
@@ -113,7 +73,7 @@ func tableRows(r *dump.Result) map[string]int64 {
 func previousManifest(ctx context.Context, dests []backupset.Dest, policy, id string, now time.Time) (*backupset.Manifest, error) {
 	var errs []error
 	for _, d := range dests {
-		entries, err := setKeys(ctx, d.Target, policy)
+		entries, err := backupset.SetKeysOnly(ctx, d.Target, policy)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -151,7 +111,7 @@ func newestCommitted(ctx context.Context, dests []backupset.Dest, policy string,
 	var errs []error
 	listed := 0
 	for _, d := range dests {
-		entries, err := setKeys(ctx, d.Target, policy)
+		entries, err := backupset.SetKeysOnly(ctx, d.Target, policy)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("target %s: %w", d.Name, err))
 			continue

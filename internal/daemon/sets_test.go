@@ -89,7 +89,7 @@ func TestSetKeysSkipsOtherAreas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := setKeys(ctx, tgt, "p")
+	got, err := backupset.SetKeysOnly(ctx, tgt, "p")
 	if err != nil {
 		t.Fatal(err)
 	}

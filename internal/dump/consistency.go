@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/backupd/backupd/internal/ctxtime"
 )
 
 // Blocker is a running statement that can make the global lock wait.
@@ -197,7 +199,7 @@ func (d *dumper) lockStep(ctx context.Context, stmt string, watch blockerFilter,
 				lastLog = time.Now()
 				d.log.Info("waiting for long-running statements before taking the lock", "lock", stmt, "blocker_id", blockers[0].ID, "blocker_user", blockers[0].User, "blocker_verb", blockers[0].Verb, "blocker_time", blockers[0].Time.Round(time.Second))
 			}
-			if err := sleepCtx(ctx, min(250*time.Millisecond, time.Until(deadline))); err != nil {
+			if err := ctxtime.Sleep(ctx, min(250*time.Millisecond, time.Until(deadline))); err != nil {
 				return err
 			}
 			continue
@@ -223,7 +225,7 @@ func (d *dumper) lockStep(ctx context.Context, stmt string, watch blockerFilter,
 		// Something we cannot see holds the lock (another backup, an idle LOCK TABLES). Back
 		// off so repeated attempts do not keep stalling writers.
 		d.log.Info("lock attempt timed out; retrying", "lock", stmt)
-		if err := sleepCtx(ctx, min(time.Second, time.Until(deadline))); err != nil {
+		if err := ctxtime.Sleep(ctx, min(time.Second, time.Until(deadline))); err != nil {
 			return err
 		}
 	}
@@ -237,25 +239,11 @@ func (d *dumper) waitNoWriters(ctx context.Context, deadline time.Time) error {
 		if err != nil || len(blockers) == 0 {
 			return nil
 		}
-		if err := sleepCtx(ctx, min(250*time.Millisecond, time.Until(deadline))); err != nil {
+		if err := ctxtime.Sleep(ctx, min(250*time.Millisecond, time.Until(deadline))); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
-	}
 }
 
 // privilegeError means the account may not take the global lock.

@@ -106,6 +106,7 @@ func (d *dumper) readViews(ctx context.Context, db *dbInfo) error {
 		if t.create = m["create view"]; len(t.create) == 0 {
 			return fmt.Errorf("read view %s: the server returned no definition (the account needs SHOW VIEW)", t.qualified())
 		}
+		t.create = unqualifyOwnDB(t.create, db.Name)
 	}
 	db.views = orderViews(db, views)
 	return nil
@@ -165,6 +166,23 @@ func orderViews(db *dbInfo, views []*table) []*table {
 // quotedIdentifiers returns the backquoted identifiers of an SQL text, skipping string literals.
 func quotedIdentifiers(s []byte) []string {
 	var out []string
+	for _, q := range quotedSpans(s) {
+		out = append(out, q.name)
+	}
+	return out
+}
+
+// quotedSpan is one backquoted identifier of an SQL text: its name, and where its quotes
+// start and end (s[start:end] is the quoted form).
+type quotedSpan struct {
+	name       string
+	start, end int
+}
+
+// quotedSpans returns the backquoted identifiers of an SQL text in order, skipping string
+// literals.
+func quotedSpans(s []byte) []quotedSpan {
+	var out []quotedSpan
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; c {
 		case '\'', '"':
@@ -180,6 +198,7 @@ func quotedIdentifiers(s []byte) []string {
 				}
 			}
 		case '`':
+			start := i
 			var id []byte
 			for i++; i < len(s); i++ {
 				if s[i] == '`' {
@@ -192,10 +211,35 @@ func quotedIdentifiers(s []byte) []string {
 				}
 				id = append(id, s[i])
 			}
-			out = append(out, string(id))
+			out = append(out, quotedSpan{name: string(id), start: start, end: min(i+1, len(s))})
 		}
 	}
 	return out
+}
+
+// unqualifyOwnDB removes the database part of three-part column names (`db`.`table`.`column`)
+// that name the view's own database. The server prints a view's columns that way when it
+// cannot resolve them as the definer (a definer that does not exist on the source), even with
+// the view's database current; written as is, the view would load only into a database of the
+// same name (error 1054 under another). Only three-part names are touched: their first part
+// is always a database, where a two-part name may start with a table alias.
+func unqualifyOwnDB(s []byte, db string) []byte {
+	spans := quotedSpans(s)
+	var out []byte
+	last := 0
+	for i := 0; i+2 < len(spans); i++ {
+		a, b, c := spans[i], spans[i+1], spans[i+2]
+		if a.name != db || b.start != a.end+1 || s[a.end] != '.' || c.start != b.end+1 || s[b.end] != '.' {
+			continue
+		}
+		out = append(out, s[last:a.start]...)
+		last = b.start
+		i += 2
+	}
+	if out == nil {
+		return s
+	}
+	return append(out, s[last:]...)
 }
 
 func (d *dumper) readTriggers(ctx context.Context, db *dbInfo) error {

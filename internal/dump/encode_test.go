@@ -230,3 +230,21 @@ func TestUnqualifySequenceCalls(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+func TestUnqualifyOwnDB(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"ghost definer",
+			"VIEW `v` AS select `d``b`.`t`.`id` AS `id`,`d``b`.`t`.`n` AS `n` from `t`",
+			"VIEW `v` AS select `t`.`id` AS `id`,`t`.`n` AS `n` from `t`"},
+		{"other database kept", "select `other`.`t`.`id` AS `id` from `other`.`t`", "select `other`.`t`.`id` AS `id` from `other`.`t`"},
+		{"two-part name kept (may be an alias)", "select `d``b`.`id` AS `id` from `t` `d``b`", "select `d``b`.`id` AS `id` from `t` `d``b`"},
+		{"string literal kept", "select '`d``b`.`t`.`id`' AS `s`", "select '`d``b`.`t`.`id`' AS `s`"},
+		{"already unqualified", "select `t`.`id` AS `id` from `t`", "select `t`.`id` AS `id` from `t`"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := string(unqualifyOwnDB([]byte(tc.in), "d`b")); got != tc.want {
+				t.Errorf("got\n%s\nwant\n%s", got, tc.want)
+			}
+		})
+	}
+}

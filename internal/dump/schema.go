@@ -197,18 +197,13 @@ func discover(ctx context.Context, q querier, dbs []*dbInfo, exclude map[string]
 		if t == nil || t.typ != TypeTable {
 			continue
 		}
-		c.DataType = strings.ToLower(c.DataType)
-		ex := strings.ToUpper(extra)
-		if strings.Contains(ex, "ROW START") || strings.Contains(ex, "ROW END") {
-			// System-versioning period columns are set by the server on insert; history is
-			// not dumped (a warning says so). Declared ones (row_start … GENERATED ALWAYS AS
-			// ROW START) show it in GENERATION_EXPRESSION, implicit ones in EXTRA.
-			continue
-		}
-		c.Generated = strings.Contains(ex, "VIRTUAL GENERATED") || strings.Contains(ex, "STORED GENERATED") || strings.Contains(ex, "PERSISTENT GENERATED")
-		if err := c.classify(); err != nil {
+		period, err := c.describe(extra)
+		if err != nil {
 			rows.Close()
 			return fmt.Errorf("table %s: %w", t.qualified(), err)
+		}
+		if period {
+			continue
 		}
 		if !c.Generated {
 			t.insertIdx = append(t.insertIdx, len(t.cols))
@@ -321,14 +316,12 @@ func loadTableColumns(ctx context.Context, q querier, database, tableName string
 		if err := rows.Scan(&c.Name, &c.DataType, &c.ColumnType, &c.Charset, &extra); err != nil {
 			return nil, fmt.Errorf("list columns of %s: %w", qualified(database, tableName), err)
 		}
-		c.DataType = strings.ToLower(c.DataType)
-		ex := strings.ToUpper(extra)
-		if strings.Contains(ex, "ROW START") || strings.Contains(ex, "ROW END") {
-			continue
-		}
-		c.Generated = strings.Contains(ex, "VIRTUAL GENERATED") || strings.Contains(ex, "STORED GENERATED") || strings.Contains(ex, "PERSISTENT GENERATED")
-		if err := c.classify(); err != nil {
+		period, err := c.describe(extra)
+		if err != nil {
 			return nil, fmt.Errorf("table %s: %w", qualified(database, tableName), err)
+		}
+		if period {
+			continue
 		}
 		cols = append(cols, c)
 	}
@@ -365,6 +358,20 @@ func scanByName(rows *sql.Rows) (map[string][]byte, error) {
 }
 
 // showOne runs a SHOW CREATE statement that returns one row.
+// describe completes a column read from information_schema.COLUMNS with its EXTRA text. It
+// reports a system-versioning period column, which the dump leaves out: the server sets it on
+// insert, and history is not dumped (a warning says so). Declared ones (row_start … GENERATED
+// ALWAYS AS ROW START) show it in GENERATION_EXPRESSION, implicit ones in EXTRA.
+func (c *column) describe(extra string) (period bool, err error) {
+	c.DataType = strings.ToLower(c.DataType)
+	ex := strings.ToUpper(extra)
+	if strings.Contains(ex, "ROW START") || strings.Contains(ex, "ROW END") {
+		return true, nil
+	}
+	c.Generated = strings.Contains(ex, "VIRTUAL GENERATED") || strings.Contains(ex, "STORED GENERATED") || strings.Contains(ex, "PERSISTENT GENERATED")
+	return false, c.classify()
+}
+
 func showOne(ctx context.Context, q querier, stmt string) (map[string][]byte, error) {
 	rows, err := q.QueryContext(ctx, stmt)
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/backupd/backupd/internal/countio"
+	"github.com/backupd/backupd/internal/ctxtime"
 	"github.com/backupd/backupd/internal/dump"
 )
 
@@ -35,7 +37,10 @@ const maxAttempts = 6
 // nil, sees every statement before anything is done with it (allow.go), and statements are at
 // most maxStmt bytes.
 func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Reader, check func([]byte) error, maxStmt int, txBytes int64, counted *atomic.Int64, transform func([]byte) []byte, bulk *bulkPlan, log *slog.Logger) error {
-	cr := &countingReader{r: r, n: counted}
+	cr := &countio.Reader{R: r}
+	if counted != nil {
+		cr.Add = func(n int64) { counted.Add(n) }
+	}
 	inTx := false
 	var pending int64
 	var batch [][]byte // the open transaction's statements, for a replay
@@ -74,7 +79,7 @@ func loadStatements(ctx context.Context, conn *loaderConn, key string, r io.Read
 				return err
 			}
 			log.Warn("replaying a transaction", "object", key, "attempt", attempt, "error", err)
-			if err := sleepCtx(ctx, time.Duration(attempt*attempt)*50*time.Millisecond); err != nil {
+			if err := ctxtime.Sleep(ctx, time.Duration(attempt*attempt)*50*time.Millisecond); err != nil {
 				return err
 			}
 			if err = restart(); err == nil {
@@ -179,17 +184,6 @@ func retryable(err error) bool {
 	return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
-}
-
 func hasPrefixFold(b []byte, prefix string) bool {
 	return len(b) >= len(prefix) && bytes.EqualFold(b[:len(prefix)], []byte(prefix))
 }
@@ -215,17 +209,4 @@ func excerpt(stmt []byte) string {
 		return string(out) + "…"
 	}
 	return string(out)
-}
-
-type countingReader struct {
-	r io.Reader
-	n *atomic.Int64
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	if c.n != nil {
-		c.n.Add(int64(n))
-	}
-	return n, err
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/backupd/backupd/internal/ctxtime"
 	"github.com/backupd/backupd/internal/dump"
 )
 
@@ -588,7 +589,7 @@ func (s *rowSender) flush(stmtNo int) error {
 				break
 			}
 			s.log.Warn("sending a LOAD DATA batch again", "object", s.key, "attempt", attempt, "error", err)
-			if err = sleepCtx(s.ctx, time.Duration(attempt*attempt)*50*time.Millisecond); err != nil {
+			if err = ctxtime.Sleep(s.ctx, time.Duration(attempt*attempt)*50*time.Millisecond); err != nil {
 				break
 			}
 			err = b.send(s.ctx, s.conn)

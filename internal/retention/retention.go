@@ -11,7 +11,7 @@
 //
 // Safety invariants, whatever the policy says (an all-zero policy included):
 //   - the newest committed set is always kept;
-//   - the newest committed set proven restorable (it passed verify or a drill) is always kept,
+//   - the newest committed set proven restorable (it passed a restoration drill) is always kept,
 //     so a run of new sets that nobody has proven yet cannot push the last known-good one out;
 //   - an uncommitted set is never chosen by a rule, and never marked for deletion either: removing
 //     it is the garbage collector's decision (see StaleUncommitted), because it may be a backup
@@ -32,8 +32,9 @@ type Set struct {
 	ID        string    // sorts by time, e.g. 20261127T030000Z-3f9a
 	Time      time.Time // when the set was taken
 	Committed bool      // its manifest exists: the set is complete
-	// Proven: the set passed verify or a restoration drill. The newest proven set is kept
-	// whatever the rules say: a newer set may be damaged in a way only a drill shows.
+	// Proven: the set passed a restoration drill (verify records no result to go by). The
+	// newest proven set is kept whatever the rules say: a newer set may be damaged in a way
+	// only a drill shows.
 	Proven bool
 }
 
@@ -100,7 +101,7 @@ type Decision struct {
 // Reasons given for sets no rule kept.
 const (
 	ReasonNewest      = "newest committed set"
-	ReasonProven      = "newest set proven restorable (verify or drill)"
+	ReasonProven      = "newest set proven restorable by a drill"
 	ReasonNotSelected = "not selected by any rule"
 	ReasonUncommitted = "uncommitted"
 )

@@ -85,20 +85,12 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader, size int64) erro
 	if err := checkSize(size); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(d.path, dirPerm); err != nil {
-		return d.dirError(err)
-	}
-	root, err := os.OpenRoot(d.path)
+	root, f, tmp, err := d.createTempFor(key)
 	if err != nil {
-		return d.dirError(err)
+		return err
 	}
 	defer root.Close()
-
 	parent := path.Dir(key)
-	f, tmp, err := createTemp(root, parent)
-	if err != nil {
-		return d.dirError(err)
-	}
 	committed := false
 	defer func() {
 		if !committed {
@@ -128,6 +120,25 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader, size int64) erro
 		return d.dirError(err)
 	}
 	return nil
+}
+
+// createTempFor opens the target's root (creating its directory) and a new temporary file in
+// the directory of key, for a write that then renames or links it into place. The caller
+// closes root; the file is the caller's to close and remove.
+func (d *Dir) createTempFor(key string) (root *os.Root, f *os.File, tmp string, err error) {
+	if err := os.MkdirAll(d.path, dirPerm); err != nil {
+		return nil, nil, "", d.dirError(err)
+	}
+	root, err = os.OpenRoot(d.path)
+	if err != nil {
+		return nil, nil, "", d.dirError(err)
+	}
+	f, tmp, err = createTemp(root, path.Dir(key))
+	if err != nil {
+		root.Close()
+		return nil, nil, "", d.dirError(err)
+	}
+	return root, f, tmp, nil
 }
 
 // mkdirAllSync is MkdirAll that also syncs the parent of every directory it creates: a
@@ -226,6 +237,16 @@ func (d *Dir) openRoot() (*os.Root, error) {
 	return root, nil
 }
 
+// openRootIfPresent is openRoot for the operations that have nothing to do when the target's
+// directory does not exist yet (delete, list): nil and no error then.
+func (d *Dir) openRootIfPresent() (*os.Root, error) {
+	root, err := d.openRoot()
+	if err != nil && isNotExist(err) {
+		return nil, nil
+	}
+	return root, err
+}
+
 // Get returns an error wrapping ErrNotFound if the object does not exist.
 func (d *Dir) Get(ctx context.Context, key string) (io.ReadCloser, error) {
 	if err := d.validKey(key); err != nil {
@@ -290,12 +311,9 @@ func (d *Dir) Delete(ctx context.Context, key string) error {
 	if err := d.validKey(key); err != nil {
 		return err
 	}
-	root, err := d.openRoot()
-	if err != nil {
-		if isNotExist(err) {
-			return nil
-		}
-		return err
+	root, err := d.openRootIfPresent()
+	if root == nil {
+		return err // nil when nothing was ever stored
 	}
 	defer root.Close()
 	fi, err := root.Lstat(key)
@@ -330,12 +348,9 @@ func (d *Dir) List(ctx context.Context, prefix string, fn func(ObjectInfo) error
 	if err := validatePrefix(prefix); err != nil {
 		return err
 	}
-	root, err := d.openRoot()
-	if err != nil {
-		if isNotExist(err) {
-			return nil
-		}
-		return err
+	root, err := d.openRootIfPresent()
+	if root == nil {
+		return err // nil when nothing was ever stored
 	}
 	defer root.Close()
 	start := prefix[:strings.LastIndex(prefix, "/")+1]

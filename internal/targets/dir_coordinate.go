@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 )
 
@@ -19,19 +18,12 @@ func (d *Dir) PutIfAbsent(ctx context.Context, key string, data []byte) error {
 	if err := d.validKey(key); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(d.path, dirPerm); err != nil {
-		return d.dirError(err)
-	}
-	root, err := os.OpenRoot(d.path)
+	root, f, tmp, err := d.createTempFor(key)
 	if err != nil {
-		return d.dirError(err)
+		return err
 	}
 	defer root.Close()
 	parent := path.Dir(key)
-	f, tmp, err := createTemp(root, parent)
-	if err != nil {
-		return d.dirError(err)
-	}
 	defer root.Remove(tmp)
 	_, err = f.Write(data)
 	if err == nil {

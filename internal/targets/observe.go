@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/backupd/backupd/internal/countio"
 )
 
 // Metrics are the Prometheus series every target reports, labelled by target name and op
@@ -126,7 +128,13 @@ func (w *instrumented) Get(ctx context.Context, key string) (io.ReadCloser, erro
 		return nil, w.done(ctx, "get", key, start, -1, err)
 	}
 	w.done(ctx, "get", key, start, -1, nil)
-	return &countingReader{ReadCloser: rc, count: func(n int64) { w.metrics.addBytes(w.name, "get", n) }}, nil
+	// Count as the body is read, so a long download shows progress in the metrics instead
+	// of one jump at the end.
+	counted := &countio.Reader{R: rc, Add: func(n int64) { w.metrics.addBytes(w.name, "get", n) }}
+	return struct {
+		io.Reader
+		io.Closer
+	}{counted, rc}, nil
 }
 
 func (w *instrumented) Stat(ctx context.Context, key string) (ObjectInfo, error) {
@@ -154,17 +162,4 @@ func (w *instrumented) List(ctx context.Context, prefix string, fn func(ObjectIn
 func (w *instrumented) Delete(ctx context.Context, key string) error {
 	start := time.Now()
 	return w.done(ctx, "delete", key, start, -1, w.next.Delete(ctx, key))
-}
-
-// countingReader reports bytes as they are read, so a long download shows progress in
-// the metrics instead of one jump at the end.
-type countingReader struct {
-	io.ReadCloser
-	count func(int64)
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.ReadCloser.Read(p)
-	c.count(int64(n))
-	return n, err
 }

@@ -1,9 +1,8 @@
 -- Every kind of object the dump carries (internal/dump/FORMAT.md), for drills and restores over
 -- it. The database name bk_allobj is a placeholder: the test replaces every occurrence (always
 -- inside backquotes) with a unique name. Nothing here may fire or change data during a test:
--- enabled events start in 2035. The definer ghost_definer@% exists on no server. Not here yet: a
--- view whose definer does not exist (the dump writes its columns qualified with the source
--- database, so it does not load under another name).
+-- enabled events start in 2035. The definer ghost_definer@% exists on no server (the server
+-- prints such a view's columns qualified with the source database: v_ghost).
 -- Load with: mariadb < allobjects.sql
 SET NAMES utf8mb4;
 SET sql_mode = 'STRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION';
@@ -107,6 +106,7 @@ CREATE DEFINER = `root`@`localhost` SQL SECURITY INVOKER VIEW v_paid_customers A
   SELECT c.id, c.full_name, p.total FROM v_paid p JOIN customers c ON c.id = p.customer_id;
 CREATE ALGORITHM = TEMPTABLE VIEW v_top AS SELECT full_name, SUM(total) AS spent FROM v_paid_customers GROUP BY full_name;
 CREATE ALGORITHM = MERGE VIEW v_checked AS SELECT id, region_code FROM regions WHERE region_code > 0 WITH CASCADED CHECK OPTION;
+CREATE DEFINER = `ghost_definer`@`%` VIEW v_ghost AS SELECT id, region_code FROM regions WHERE region_code > 0;
 
 -- Routines and triggers, with an existing definer and one that exists nowhere.
 DELIMITER ;;

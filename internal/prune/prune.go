@@ -1,9 +1,15 @@
-package daemon
+// Package prune applies a policy's retention to its targets: which sets to keep (package
+// retention decides, as a pure function), deleting the rest, collecting sets that never
+// committed, and then the storage blobs no set references. The daemon runs it after each
+// backup, and `backupd prune` on demand.
+package prune
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/backupd/backupd/internal/keys"
+	"github.com/backupd/backupd/internal/signing"
 	"io"
 	"log/slog"
 	"slices"
@@ -12,18 +18,20 @@ import (
 
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/drill"
 	"github.com/backupd/backupd/internal/retention"
+	"github.com/backupd/backupd/internal/schedule"
 	"github.com/backupd/backupd/internal/targets"
 )
 
 // StorageGC collects the storage-snapshot blobs of a policy (<policy>/blobs/) that no
-// committed set references any more. Prune calls it on each target after deleting sets.
-// The CLI and the daemon pass one that runs files.GC; without one, Prune reports that it
+// committed set references any more. Run calls it on each target after deleting sets.
+// The CLI and the daemon pass one that runs storage.GC; without one, Run reports that it
 // skipped the step.
 type StorageGC func(ctx context.Context, target string, t backupset.Target, policy string, dryRun bool) (summary string, err error)
 
-// PruneOptions tune one retention run.
-type PruneOptions struct {
+// Options tune one retention run.
+type Options struct {
 	DryRun  bool             // decide and report, delete nothing
 	Now     func() time.Time // injected clock; time.Now when nil
 	Logger  *slog.Logger
@@ -35,18 +43,21 @@ type PruneOptions struct {
 	// Sets used by other processes and hosts are protected by markers on the targets.
 	Protected map[string]string
 	StorageGC StorageGC // nil: storage snapshots are not collected
+	// Trust verifies the drill reports that prove sets restorable; nil loads the config's
+	// trusted keys.
+	Trust *signing.Verifier
 }
 
-// PruneReport is what one retention run decided and did, target by target.
-type PruneReport struct {
+// Report is what one retention run decided and did, target by target.
+type Report struct {
 	Policy    string
 	Retention string // the retention policy, as people read it; empty when none is configured
 	DryRun    bool
-	Targets   []*TargetPrune
+	Targets   []*TargetReport
 }
 
-// TargetPrune is the retention run on one target.
-type TargetPrune struct {
+// TargetReport is the retention run on one target.
+type TargetReport struct {
 	Target string
 	// Skipped says why retention was not applied here (nothing was deleted by it); garbage
 	// collection of uncommitted sets may still have run.
@@ -63,14 +74,14 @@ type TargetPrune struct {
 // protectMarkerGrace: expired protection markers are deleted once this much past expiry.
 const protectMarkerGrace = time.Hour
 
-// Prune applies a policy's retention on every one of its targets: the grandfather-father-son
-// selection of package retention, never deleting the newest committed set, a set protected by
-// a running restore or drill, or a set still under object lock; never applying retention on a
-// target that lacks the newest committed set (its latest backup failed there) or that the
+// Run applies a policy's retention on every one of its targets: the grandfather-father-son
+// selection of package retention, never deleting the newest committed set, the newest set
+// that passed a restoration drill, a set protected by a running restore or drill, or a set
+// still under object lock; never applying retention on a target that lacks the newest committed set (its latest backup failed there) or that the
 // caller names in SkipTargets. It also garbage-collects uncommitted sets older than the
 // policy's uncommitted_grace, and then storage blobs through StorageGC. The error joins every
 // target's failures; the report is complete either way.
-func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts PruneOptions) (*PruneReport, error) {
+func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options) (*Report, error) {
 	now := time.Now
 	if opts.Now != nil {
 		now = opts.Now
@@ -80,7 +91,7 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("policy", p.Name)
-	sched, err := ParseSchedule(p.Schedule)
+	sched, err := schedule.Parse(p.Schedule)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +100,7 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 		Weekly: p.Retention.Weekly, Monthly: p.Retention.Monthly, Yearly: p.Retention.Yearly,
 		Location: sched.Location,
 	}
-	rep := &PruneReport{Policy: p.Name, DryRun: opts.DryRun}
+	rep := &Report{Policy: p.Name, DryRun: opts.DryRun}
 	if !p.Retention.IsZero() {
 		rep.Retention = rpol.String()
 	}
@@ -98,13 +109,26 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 		return rep, err
 	}
 
+	trust := opts.Trust
+	if trust == nil {
+		// Without the trusted keys no drill report counts, so nothing is proven; the rules and
+		// the newest committed set still decide.
+		if trust, _, err = keys.Verifier(cfg); err != nil {
+			log.Warn("could not load the trusted signing keys; no drill report proves a set this run", "error", err)
+		}
+	}
+	proven := map[string]bool{}
+	if trust != nil {
+		proven = provenSets(ctx, dests, p.Name, trust, log)
+	}
+
 	// List every target first: retention on one target depends on what the others hold.
 	listings := make([][]backupset.SetEntry, len(dests))
 	newest := ""
 	for i, d := range dests {
-		tp := &TargetPrune{Target: d.Name}
+		tp := &TargetReport{Target: d.Name}
 		rep.Targets = append(rep.Targets, tp)
-		entries, err := setKeys(ctx, d.Target, p.Name)
+		entries, err := backupset.SetKeysOnly(ctx, d.Target, p.Name)
 		if err != nil {
 			tp.Errs = append(tp.Errs, err)
 			tp.Skipped = "the target could not be listed"
@@ -143,7 +167,7 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 	for i, d := range dests {
 		tp := rep.Targets[i]
 		if tp.Skipped == "" {
-			pruneTarget(ctx, p, d, listings[i], newest, rpol, now(), opts, tp, log)
+			pruneTarget(ctx, p, d, listings[i], newest, proven, rpol, now(), opts, tp, log)
 		}
 		for _, e := range tp.Errs {
 			errs = append(errs, fmt.Errorf("target %s: %w", d.Name, e))
@@ -153,7 +177,7 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 }
 
 func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entries []backupset.SetEntry, newest string,
-	rpol retention.Policy, now time.Time, opts PruneOptions, tp *TargetPrune, log *slog.Logger) {
+	proven map[string]bool, rpol retention.Policy, now time.Time, opts Options, tp *TargetReport, log *slog.Logger) {
 	log = log.With("target", d.Name)
 	sets := make([]retention.Set, 0, len(entries))
 	holds := false
@@ -162,7 +186,7 @@ func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entrie
 		if err != nil {
 			continue
 		}
-		sets = append(sets, retention.Set{ID: e.ID, Time: t, Committed: e.Committed})
+		sets = append(sets, retention.Set{ID: e.ID, Time: t, Committed: e.Committed, Proven: proven[e.ID]})
 		if e.ID == newest && e.Committed {
 			holds = true
 		}
@@ -220,10 +244,33 @@ func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entrie
 	}
 }
 
+// provenHistory is how many of the newest drill reports of each target are read to find the
+// sets proven restorable: enough to reach back past a run of failed drills, few enough that
+// a retention run stays a handful of reads.
+const provenHistory = 32
+
+// provenSets returns the sets that passed a restoration drill, by the drill reports on the
+// targets (drill.History trusts only signed ones). A target whose reports cannot be read
+// costs only its proofs: the reports are written to every target, and retention without a
+// proof falls back to its rules and the newest committed set.
+func provenSets(ctx context.Context, dests []backupset.Dest, policy string, trust *signing.Verifier, log *slog.Logger) map[string]bool {
+	hist, err := drill.History(ctx, dests, policy, provenHistory, trust)
+	if err != nil {
+		log.Warn("could not read the drill reports of every target; sets proven by them only are not known to be proven", "error", err)
+	}
+	proven := map[string]bool{}
+	for _, s := range hist {
+		if s.Result == drill.Pass && s.SetID != "" {
+			proven[s.SetID] = true
+		}
+	}
+	return proven
+}
+
 // protect keeps the sets in use (markers on the target, and the caller's own) and the sets
 // still under object lock.
 func protect(ctx context.Context, policy string, d backupset.Dest, ds []retention.Decision, now time.Time,
-	opts PruneOptions, tp *TargetPrune, log *slog.Logger) error {
+	opts Options, tp *TargetReport, log *slog.Logger) error {
 	for id, reason := range opts.Protected {
 		retention.Keep(ds, reason, id)
 	}
@@ -262,7 +309,7 @@ func protect(ctx context.Context, policy string, d backupset.Dest, ds []retentio
 // older than the policy's grace, judged by their newest object so that a long backup still
 // writing is never taken for dead.
 func collectUncommitted(ctx context.Context, p *config.Policy, d backupset.Dest, entries []backupset.SetEntry, now time.Time,
-	opts PruneOptions, tp *TargetPrune, log *slog.Logger) {
+	opts Options, tp *TargetReport, log *slog.Logger) {
 	var sets []retention.Set
 	last := map[string]time.Time{}
 	for _, e := range entries {
@@ -306,7 +353,7 @@ func collectUncommitted(ctx context.Context, p *config.Policy, d backupset.Dest,
 }
 
 // Write prints the report for people: every set with keep or delete and the reasons.
-func (r *PruneReport) Write(w io.Writer) {
+func (r *Report) Write(w io.Writer) {
 	mode := ""
 	if r.DryRun {
 		mode = " (dry run: nothing is deleted)"

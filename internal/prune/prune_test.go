@@ -1,4 +1,4 @@
-package daemon
+package prune
 
 import (
 	"bytes"
@@ -21,6 +21,14 @@ import (
 )
 
 // testRecipient is a public key for configs that need one; nothing is encrypted to it here.
+func at(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
 func testRecipient(t testing.TB) string {
 	t.Helper()
 	id, err := age.GenerateX25519Identity()
@@ -85,7 +93,7 @@ func setsOn(t testing.TB, tgt targets.Target, policy string) (committed, uncommi
 	return committed, uncommitted
 }
 
-func targetByName(rep *PruneReport, name string) *TargetPrune {
+func targetByName(rep *Report, name string) *TargetReport {
 	for _, tp := range rep.Targets {
 		if tp.Target == name {
 			return tp
@@ -157,7 +165,7 @@ policies:
 		}
 
 		clock := now.Add(5 * time.Minute)
-		rep, err := Prune(ctx, cfg, p, PruneOptions{Now: func() time.Time { return clock }})
+		rep, err := Run(ctx, cfg, p, Options{Now: func() time.Time { return clock }})
 		if err != nil {
 			t.Fatalf("day %d: Prune: %v", day, err)
 		}
@@ -225,7 +233,7 @@ policies:
 			fakeSet(t, dirB, "shop", id, true, day)
 		}
 		before, _ := setsOn(t, a, "shop")
-		rep, err := Prune(ctx, cfg, p, PruneOptions{DryRun: true, Now: func() time.Time { return later }})
+		rep, err := Run(ctx, cfg, p, Options{DryRun: true, Now: func() time.Time { return later }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -281,7 +289,7 @@ policies:
 	}
 	old := backupset.NewID(now.AddDate(0, 0, -3))
 	fakeSet(t, dir, "p", old, false, now.AddDate(0, 0, -3))
-	rep, err := Prune(context.Background(), cfg, cfg.Policies["p"], PruneOptions{Now: func() time.Time { return now }})
+	rep, err := Run(context.Background(), cfg, cfg.Policies["p"], Options{Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}

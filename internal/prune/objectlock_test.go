@@ -1,4 +1,4 @@
-package daemon
+package prune
 
 import (
 	"bytes"
@@ -73,7 +73,7 @@ policies:
 		}
 	}
 
-	rep, err := Prune(ctx, cfg, cfg.Policies["p"], PruneOptions{Now: func() time.Time { return now }})
+	rep, err := Run(ctx, cfg, cfg.Policies["p"], Options{Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ policies:
 	}
 
 	// Two days later by our clock, but the server still retains the objects.
-	rep, err = Prune(ctx, cfg, cfg.Policies["p"], PruneOptions{Now: func() time.Time { return now.Add(48 * time.Hour) }})
+	rep, err = Run(ctx, cfg, cfg.Policies["p"], Options{Now: func() time.Time { return now.Add(48 * time.Hour) }})
 	if err == nil || !errors.Is(err, targets.ErrLocked) {
 		t.Errorf("got %v, want the server's refusal (ErrLocked)", err)
 	}

@@ -1,4 +1,6 @@
-package daemon
+// Package schedule computes when a policy's jobs run and when it is stale: pure functions of
+// a parsed schedule and the times passed in, so that they are table-tested without a clock.
+package schedule
 
 import (
 	"fmt"
@@ -25,14 +27,14 @@ type Schedule struct {
 	cron  cron.Schedule
 }
 
-// ParseSchedule parses a policy's schedule: text.
-func ParseSchedule(spec string) (Schedule, error) {
+// Parse parses a policy's schedule: text.
+func Parse(spec string) (Schedule, error) {
 	parsed, err := cron.ParseStandard(spec)
 	if err != nil {
 		return Schedule{}, fmt.Errorf("schedule %q: %w", spec, err)
 	}
 	s := Schedule{Spec: spec, Location: time.Local, cron: parsed}
-	if tz, ok := scheduleZone(spec); ok {
+	if tz, ok := zone(spec); ok {
 		loc, err := time.LoadLocation(tz)
 		if err != nil {
 			return Schedule{}, fmt.Errorf("schedule %q: time zone: %w", spec, err)
@@ -45,8 +47,8 @@ func ParseSchedule(spec string) (Schedule, error) {
 	return s, nil
 }
 
-// scheduleZone returns the zone of a CRON_TZ= (or TZ=) prefix, as robfig/cron reads it.
-func scheduleZone(spec string) (string, bool) {
+// zone returns the zone of a CRON_TZ= (or TZ=) prefix, as robfig/cron reads it.
+func zone(spec string) (string, bool) {
 	spec = strings.TrimSpace(spec)
 	for _, p := range []string{"CRON_TZ=", "TZ="} {
 		if rest, ok := strings.CutPrefix(spec, p); ok {
@@ -119,10 +121,10 @@ func mod(a, b int64) int64 {
 	return m
 }
 
-// jitterDelay is how long after its tick a run starts: a fraction r (in [0,1)) of jitter, but
+// JitterDelay is how long after its tick a run starts: a fraction r (in [0,1)) of jitter, but
 // never more than half the interval to the next tick, so that jitter cannot make a run overlap
 // the next one or skip it.
-func jitterDelay(jitter, interval time.Duration, r float64) time.Duration {
+func JitterDelay(jitter, interval time.Duration, r float64) time.Duration {
 	if jitter <= 0 {
 		return 0
 	}
@@ -132,10 +134,10 @@ func jitterDelay(jitter, interval time.Duration, r float64) time.Duration {
 	return time.Duration(float64(jitter) * r)
 }
 
-// missedTick decides catch-up: whether the last tick before now has no run, judging by the
+// MissedTick decides catch-up: whether the last tick before now has no run, judging by the
 // start time of the newest run the targets hold (zero when they hold none). It returns that
 // tick when it was missed.
-func missedTick(s Schedule, newest, now time.Time) (time.Time, bool) {
+func MissedTick(s Schedule, newest, now time.Time) (time.Time, bool) {
 	prev := s.Prev(now)
 	if prev.IsZero() {
 		return time.Time{}, false
@@ -154,9 +156,9 @@ const (
 	staleMinAge   = time.Hour
 )
 
-// staleDeadline returns the time after which a policy whose newest committed set started at
+// StaleDeadline returns the time after which a policy whose newest committed set started at
 // newest is stale. staleAfter > 0 is an explicit threshold; 0 derives one from the schedule.
-func staleDeadline(s Schedule, staleAfter time.Duration, newest time.Time) time.Time {
+func StaleDeadline(s Schedule, staleAfter time.Duration, newest time.Time) time.Time {
 	if staleAfter > 0 {
 		return newest.Add(staleAfter)
 	}

@@ -1,4 +1,4 @@
-package daemon
+package schedule
 
 import (
 	"testing"
@@ -16,7 +16,7 @@ func at(s string) time.Time {
 
 func mustSchedule(t *testing.T, spec string) Schedule {
 	t.Helper()
-	s, err := ParseSchedule(spec)
+	s, err := Parse(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestScheduleLocation(t *testing.T) {
 	if got := mustSchedule(t, "0 3 * * *").Location; got != time.Local {
 		t.Errorf("no CRON_TZ: got %s, want Local", got)
 	}
-	if _, err := ParseSchedule("0 3 * *"); err == nil {
+	if _, err := Parse("0 3 * *"); err == nil {
 		t.Error("four fields: got nil, want an error")
 	}
 }
@@ -100,7 +100,7 @@ func TestJitterDelay(t *testing.T) {
 		{"unknown interval", time.Minute, 0, 0.5, 30 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := jitterDelay(tc.jitter, tc.interval, tc.r); got != tc.want {
+			if got := JitterDelay(tc.jitter, tc.interval, tc.r); got != tc.want {
 				t.Errorf("got %s, want %s", got, tc.want)
 			}
 		})
@@ -126,7 +126,7 @@ func TestMissedTick(t *testing.T) {
 			if tc.newest != "" {
 				newest = at(tc.newest)
 			}
-			tick, missed := missedTick(daily, newest, now)
+			tick, missed := MissedTick(daily, newest, now)
 			if missed != tc.missed {
 				t.Fatalf("got missed %v, want %v", missed, tc.missed)
 			}
@@ -151,7 +151,7 @@ func TestStaleDeadline(t *testing.T) {
 		{"frequent: at least an hour", "@every 4s", 0, "2026-11-27T03:00:04Z", "2026-11-27T04:00:04Z"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := staleDeadline(mustSchedule(t, tc.spec), tc.staleAfter, at(tc.newest))
+			got := StaleDeadline(mustSchedule(t, tc.spec), tc.staleAfter, at(tc.newest))
 			if !got.Equal(at(tc.want)) {
 				t.Errorf("got %s, want %s", got.UTC(), tc.want)
 			}
