@@ -42,6 +42,9 @@ type SnapshotOptions struct {
 	Now      func() time.Time
 	// SourceTargetOptions are used to open a bucket source (logging, metrics, retries).
 	SourceTargetOptions targets.Options
+	// Markers, when set, keeps this snapshot's in-progress marker fresh after Snapshot
+	// returns, until the job commits its set or fails (see KeepMarkers).
+	Markers *MarkerKeeper
 }
 
 // DefaultPackSize is the plaintext size at which a pack is closed.
@@ -75,6 +78,9 @@ type SnapshotResult struct {
 	NewPacks    int              // packs written
 	Uploaded    map[string]int64 // sealed bytes put in the blob area, per target
 	Packs       []string         // every pack the snapshot references
+	packSums    map[string]string
+	needed      map[string][]string // target name → the packs its copies of the blobs are in
+	policy      string
 	Warnings    []string         // skipped paths and other things a person should know
 	Duration    time.Duration
 }
@@ -83,7 +89,7 @@ func (r *SnapshotResult) summary() SourceSummary {
 	return SourceSummary{
 		Name: r.Source, Kind: r.Kind, Index: r.Index, Entries: r.Entries, Files: r.Files,
 		Dirs: r.Dirs, Symlinks: r.Symlinks, Skipped: r.Skipped, Bytes: r.Bytes,
-		NewBytes: r.NewBytes, Packs: r.Packs,
+		NewBytes: r.NewBytes, Packs: r.Packs, PackSums: r.packSums,
 	}
 }
 
@@ -160,6 +166,14 @@ func snapshot(ctx context.Context, spec SourceSpec, sink SetSink, dests []backup
 	if err := sn.putMarkers(ctx); err != nil {
 		return res, err
 	}
+	if opts.Markers != nil {
+		opts.Markers.add(spec.Name)
+		defer func() {
+			if !ok {
+				opts.Markers.remove(spec.Name) // before dropMarkers (deferred earlier, runs later)
+			}
+		}()
+	}
 	sn.retireMarkers(ctx)
 	warnings, err := st.load(ctx)
 	for _, w := range warnings {
@@ -177,14 +191,17 @@ func snapshot(ctx context.Context, spec SourceSpec, sink SetSink, dests []backup
 	if err != nil {
 		return res, err
 	}
-	if err := st.verify(ctx); err != nil {
+	if res.needed, err = st.verify(ctx); err != nil {
 		return res, err
 	}
+	res.policy = opts.Policy
+	res.Packs = st.referenced()
+	root.PackSums = st.packSums(res.Packs)
+	res.packSums = root.PackSums
 	if err := writeRoot(ctx, sink, res.Index, root); err != nil {
 		return res, err
 	}
 
-	res.Packs = st.referenced()
 	res.NewBlobs, res.NewBytes, res.ReusedBytes, res.NewPacks = st.newBlobs, st.newBytes, st.reusedBytes, st.newPacks
 	for i, d := range dests {
 		res.Uploaded[d.Name] += st.uploaded[i].Load()
