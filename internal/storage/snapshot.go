@@ -81,7 +81,7 @@ type SnapshotResult struct {
 	packSums    map[string]string
 	needed      map[string][]string // target name → the packs its copies of the blobs are in
 	policy      string
-	Warnings    []string         // skipped paths and other things a person should know
+	Warnings    []string // skipped paths and other things a person should know
 	Duration    time.Duration
 }
 
