@@ -113,6 +113,10 @@ type walkFunc func(ctx context.Context, sn *snapshotter) error
 // and before it reads the source.
 var testHookAfterLoad func()
 
+// testHookRoot, when set by a test, edits the index root before it is written (hostile or
+// old-format roots).
+var testHookRoot func(*indexRoot)
+
 var errNoTargets = errors.New("no targets: a snapshot needs at least one target for its blobs")
 
 func snapshot(ctx context.Context, spec SourceSpec, sink SetSink, dests []backupset.Dest, opts SnapshotOptions, walk walkFunc) (*SnapshotResult, error) {
@@ -198,6 +202,9 @@ func snapshot(ctx context.Context, spec SourceSpec, sink SetSink, dests []backup
 	res.Packs = st.referenced()
 	root.PackSums = st.packSums(res.Packs)
 	res.packSums = root.PackSums
+	if testHookRoot != nil {
+		testHookRoot(root)
+	}
 	if err := writeRoot(ctx, sink, res.Index, root); err != nil {
 		return res, err
 	}
