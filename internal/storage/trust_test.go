@@ -289,3 +289,112 @@ func craftedBomb(t *testing.T, ctx context.Context, k testKeys, d backupset.Dest
 	}
 	return id
 }
+
+// TestMarkersKeptUntilCommit: a job snapshots two sources into one set; the first finishes
+// long before the second (here: longer than MarkerMaxAge). Another host's garbage collection
+// runs in between. With the markers kept fresh on a timer it defers, and the set commits and
+// restores; without (as a snapshot alone did), it deletes the first source's packs, and the
+// recheck before the manifest fails the job on every target: nothing is committed.
+func TestMarkersKeptUntilCommit(t *testing.T) {
+	const maxAge = 3 * time.Second
+	for _, tc := range []struct {
+		name string
+		keep bool
+	}{
+		{"markers kept on a timer", true},
+		{"markers left to the snapshot alone", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			k := newTestKeys(t)
+			d := s3Dest(t, "minio", s3Bucket(t, testenv.MinIO(t)))
+			dests := []backupset.Dest{d}
+			first := filepath.Join(t.TempDir(), "first")
+			smallTree(t, first)
+			second := t.TempDir()
+			writeRandom(t, filepath.Join(second, "f.bin"), 1<<20, 5, 0o644)
+
+			id := nextSetID()
+			var snaps []*SnapshotResult
+			w, err := backupset.NewWriter(ctx, testPolicy, id, dests, backupset.WriterOptions{
+				Recipients: k.rcpt, SpoolDir: t.TempDir(),
+				BeforeCommit: func(ctx context.Context) error { return CheckPacks(ctx, dests, snaps...) },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var keeper *MarkerKeeper
+			refreshed := make(chan struct{}, 1)
+			if tc.keep {
+				keeper, err = KeepMarkers(ctx, testPolicy, id, dests, k.nameKey, KeepOptions{Every: 200 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				keeper.refreshed = func() {
+					select {
+					case refreshed <- struct{}{}:
+					default:
+					}
+				}
+				defer keeper.Stop()
+			}
+			snap := func(name, path string) {
+				r, err := Snapshot(ctx, SourceSpec{Name: name, Path: path}, w, dests, SnapshotOptions{
+					Policy: testPolicy, SetID: id, Recipients: k.rcpt, NameKey: k.nameKey, PackSize: 128 << 10,
+					SpoolDir: t.TempDir(), Markers: keeper,
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				snaps = append(snaps, r)
+			}
+			snap("first", first)
+			time.Sleep(maxAge + time.Second) // the second source takes long
+			if tc.keep {
+				<-refreshed // drop a signal sent before the sleep ended
+				<-refreshed
+			}
+			gc, err := GC(ctx, d.Target, testPolicy, GCOptions{Grace: time.Nanosecond, MarkerMaxAge: maxAge})
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap("second", second)
+			desc, err := Describe(snaps...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			results := w.Commit(ctx, &backupset.Manifest{Files: desc, Recipients: []string{"test"}})
+			committed := 0
+			for _, s := range mustSetKeys(t, d.Target) {
+				if s.ID == id && s.Committed {
+					committed++
+				}
+			}
+
+			if tc.keep {
+				if len(gc.Deleted) != 0 || len(gc.Deferred) == 0 {
+					t.Fatalf("gc deleted %d objects, deferred by %v; want nothing deleted, deferred by the job's markers", len(gc.Deleted), gc.Deferred)
+				}
+				if results[0].Err != nil || committed != 1 {
+					t.Fatalf("commit: got %v (committed %d), want the set committed", results[0].Err, committed)
+				}
+				dst := filepath.Join(t.TempDir(), "out")
+				if _, err := restoreDir(t, ctx, k, dests, id, "first", dst, nil); err != nil {
+					t.Fatal(err)
+				}
+				compareTrees(t, scanTree(t, first), scanTree(t, dst), cmpOpts{meta: true})
+				return
+			}
+			if len(gc.Deleted) == 0 {
+				t.Fatalf("gc deleted nothing (deferred by %v); this case needs the stale marker to let it delete", gc.Deferred)
+			}
+			if err := results[0].Err; err == nil || !strings.Contains(err.Error(), "is gone from target minio") {
+				t.Errorf("commit: got %v, want an error saying a pack is gone from target minio", err)
+			}
+			if committed != 0 {
+				t.Errorf("got the set committed on %d targets, want none", committed)
+			}
+			t.Logf("commit error: %.300v", results[0].Err)
+		})
+	}
+}
