@@ -306,11 +306,14 @@ func (f *fetcher) runJob(ctx context.Context, j *job) (rest []*need, srcErr, dst
 	// A stanza damaged on this target looks like a wrong key: another target may hold an
 	// intact copy, so it is a reason to fall back, not to stop. With every target failing
 	// that way the joined errors still say "wrong key".
-	pr, err := seal.Open(sealed, f.ids)
+	sr, err := seal.Open(sealed, f.ids)
 	if err != nil {
 		return all(0), fmt.Errorf("open %s on target %s: %w", key, s.name, err), nil
 	}
-	defer pr.Close()
+	defer sr.Close()
+	// No pack holds more than maxPackPlain bytes: reading stops there whatever the stream
+	// would expand to (checkLocs keeps every offset below it too).
+	pr := io.LimitReader(sr, maxPackPlain)
 	f.mu.Lock()
 	f.packsRead++
 	f.mu.Unlock()
@@ -368,7 +371,7 @@ func (f *fetcher) runJob(ctx context.Context, j *job) (rest []*need, srcErr, dst
 
 // maxSealedPack bounds what is spooled of one pack before its hash is checked: a pack holds
 // at most packSize bytes of plaintext (plus one blob), and sealing adds little.
-const maxSealedPack = 2*DefaultPackSize + 2*maxBlobSize
+const maxSealedPack = maxPackPlain + maxPackPlain/8
 
 // spoolChecked copies a sealed pack into an unlinked temporary file while hashing it and
 // returns the file only if the hash is the one the index records: nothing of a damaged or

@@ -289,7 +289,7 @@ func checkLocs(at []Loc) error {
 		return errors.New("no location")
 	}
 	for _, l := range at {
-		if !validPackID(l.Pack) || l.Offset < 0 {
+		if !validPackID(l.Pack) || l.Offset < 0 || l.Offset > maxPackPlain {
 			return fmt.Errorf("location %s@%d is malformed", l.Pack, l.Offset)
 		}
 	}

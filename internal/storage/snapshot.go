@@ -50,6 +50,14 @@ type SnapshotOptions struct {
 // DefaultPackSize is the plaintext size at which a pack is closed.
 const DefaultPackSize = 16 << 20
 
+// maxPackSize bounds SnapshotOptions.PackSize, so that a restore can refuse any blob offset
+// beyond maxPackPlain without knowing what pack size the writer chose.
+const maxPackSize = 64 << 20
+
+// maxPackPlain is the most plaintext a pack can hold: it is closed before a blob would take it
+// past its size, unless that blob is its first.
+const maxPackPlain = maxPackSize + maxBlobSize
+
 // Index chunks are small so that one changed entry costs little in the next set.
 const (
 	indexChunkMin     = 4 << 10
@@ -147,6 +155,9 @@ func snapshot(ctx context.Context, spec SourceSpec, sink SetSink, dests []backup
 	match, _ := newMatcher(spec.Exclude)
 	if opts.PackSize <= 0 {
 		opts.PackSize = DefaultPackSize
+	}
+	if opts.PackSize > maxPackSize {
+		return nil, fmt.Errorf("pack size %d is above the format's maximum of %d bytes", opts.PackSize, int64(maxPackSize))
 	}
 	log := opts.Logger
 	if log == nil {

@@ -398,3 +398,31 @@ func TestMarkersKeptUntilCommit(t *testing.T) {
 		})
 	}
 }
+
+// TestPackSumsCarriedForward: a set that reuses packs stored by an earlier set records their
+// hashes too (from the earlier manifest's files section), and every recorded hash is the hash
+// of the sealed pack on the target.
+func TestPackSumsCarriedForward(t *testing.T) {
+	ctx := context.Background()
+	k := newTestKeys(t)
+	d, _ := newDirTarget(t, "a")
+	src := filepath.Join(t.TempDir(), "src")
+	smallTree(t, src)
+	spec := SourceSpec{Name: "up", Path: src}
+	makeSet(t, ctx, k, []backupset.Dest{d}, spec, snapOpts{packSize: 128 << 10})
+	writeRandom(t, filepath.Join(src, "new.bin"), 300<<10, 9, 0o644)
+	id2, res2 := makeSet(t, ctx, k, []backupset.Dest{d}, spec, snapOpts{packSize: 128 << 10})
+	if res2.NewPacks >= len(res2.Packs) {
+		t.Fatalf("set 2 wrote %d of its %d packs; the test needs reused ones", res2.NewPacks, len(res2.Packs))
+	}
+	root := readRootForTest(t, ctx, k, d, id2)
+	for _, p := range res2.Packs {
+		got, want := root.PackSums[p], objectSum(t, d.Target, packKey(testPolicy, p))
+		if got != want {
+			t.Errorf("pack %s: index records SHA-256 %q, want %s", p, got, want)
+		}
+	}
+	if len(root.PackSums) != len(res2.Packs) {
+		t.Errorf("index records %d pack hashes, want %d", len(root.PackSums), len(res2.Packs))
+	}
+}
