@@ -241,6 +241,9 @@ func checkEntry(e *Entry) error {
 	if len(e.Path) > maxPathBytes || len(e.Link) > maxPathBytes {
 		return fmt.Errorf("path or symlink target is longer than %d bytes", maxPathBytes)
 	}
+	if len(e.Reason) > maxPathBytes {
+		return fmt.Errorf("skip reason is longer than %d bytes", maxPathBytes)
+	}
 	if err := checkRelPath(e.Path); err != nil {
 		return err
 	}

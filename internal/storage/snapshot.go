@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -323,6 +324,9 @@ func (sn *snapshotter) emit(ctx context.Context, e *Entry) error {
 
 func (sn *snapshotter) skip(ctx context.Context, p, reason string) error {
 	sn.warn(fmt.Sprintf("skipped %s: %s", p, reason))
+	if len(reason) > 1024 {
+		reason = strings.ToValidUTF8(reason[:1024], "") // restores refuse reasons over maxPathBytes
+	}
 	return sn.emit(ctx, &Entry{Path: p, Type: TypeSkipped, UID: -1, GID: -1, Reason: reason})
 }
 

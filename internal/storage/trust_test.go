@@ -196,6 +196,13 @@ func craftBombs(t *testing.T) string {
 			want: `"same": appears twice`,
 		},
 		{
+			name: "a skip reason of 8 MiB",
+			entries: func(Loc) []*Entry {
+				return []*Entry{{Path: "x", Type: TypeSkipped, Reason: strings.Repeat("r", 8<<20)}}
+			},
+			want: "skip reason is longer than 4096 bytes",
+		},
+		{
 			name: "an index stream claiming 8 GiB",
 			root: func(r *indexRoot) { r.Size = 8 << 30 },
 			want: "index stream of 8589934592 bytes",
