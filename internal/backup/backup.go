@@ -104,6 +104,9 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 		SpoolDir:   spoolDir,
 		Logger:     log,
 		BeforeCommit: func(ctx context.Context) error {
+			if testHookBeforeCommit != nil {
+				testHookBeforeCommit(ctx, dests)
+			}
 			return storage.CheckPacks(ctx, dests, snaps...)
 		},
 	})
@@ -190,6 +193,10 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 	log.Info("backup committed", "committed_targets", res.Committed, "bytes", m.Bytes())
 	return res, nil
 }
+
+// testHookBeforeCommit, when set by a test, runs after every upload and before the packs are
+// rechecked for the commit.
+var testHookBeforeCommit func(ctx context.Context, dests []backupset.Dest)
 
 // snapshotStorage snapshots every storage source of the policy into the set being written,
 // one after the other: each already reads and uploads in parallel, and media is I/O-bound.
