@@ -48,7 +48,7 @@ type RestoreResult struct {
 	Bytes     int64    // file bytes written, each verified against its SHA-256
 	Skipped   []string // paths the snapshot had skipped (they kept changing)
 	Warnings  []string // fallbacks to another target, things a bucket cannot hold
-	Fallbacks int      // packs read from a later target because an earlier one failed
+	Fallbacks int      // packs (and the index root) read from a later target because an earlier one failed
 	PacksRead int
 	Duration  time.Duration
 }
