@@ -96,12 +96,19 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 	if p.MySQL != nil {
 		level = seal.Level(p.MySQL.CompressionLevel)
 	}
+	var snaps []*storage.SnapshotResult // set before Commit; BeforeCommit rechecks their packs
 	w, err := backupset.NewWriter(ctx, p.Name, res.SetID, dests, backupset.WriterOptions{
 		Recipients: recipients,
 		Level:      level,
 		MinTargets: min,
 		SpoolDir:   spoolDir,
 		Logger:     log,
+		BeforeCommit: func(ctx context.Context) error {
+			if testHookBeforeCommit != nil {
+				testHookBeforeCommit(ctx, dests)
+			}
+			return storage.CheckPacks(ctx, dests, snaps...)
+		},
 	})
 	if err != nil {
 		return res, err
@@ -142,7 +149,11 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 		}
 	}
 	if len(p.Storage) > 0 {
-		snaps, err := snapshotStorage(ctx, cfg, p, res.SetID, w, dests, recipients, log)
+		var keeper *storage.MarkerKeeper
+		snaps, keeper, err = snapshotStorage(ctx, cfg, p, res.SetID, w, dests, recipients, log)
+		// The markers stay fresh until Commit below has written the manifest (or the job
+		// failed): another host's garbage collection must not take them for stale meanwhile.
+		defer keeper.Stop()
 		res.Storage = snaps
 		if err != nil {
 			return abort(err)
@@ -183,12 +194,20 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 	return res, nil
 }
 
+// testHookBeforeCommit, when set by a test, runs after every upload and before the packs are
+// rechecked for the commit.
+var testHookBeforeCommit func(ctx context.Context, dests []backupset.Dest)
+
 // snapshotStorage snapshots every storage source of the policy into the set being written,
 // one after the other: each already reads and uploads in parallel, and media is I/O-bound.
-func snapshotStorage(ctx context.Context, cfg *config.Config, p *config.Policy, setID string, w *backupset.Writer, dests []backupset.Dest, recipients []age.Recipient, log *slog.Logger) ([]*storage.SnapshotResult, error) {
+func snapshotStorage(ctx context.Context, cfg *config.Config, p *config.Policy, setID string, w *backupset.Writer, dests []backupset.Dest, recipients []age.Recipient, log *slog.Logger) ([]*storage.SnapshotResult, *storage.MarkerKeeper, error) {
 	nameKey, err := keys.DedupKey(cfg, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	keeper, err := storage.KeepMarkers(ctx, p.Name, setID, dests, nameKey, storage.KeepOptions{Logger: log})
+	if err != nil {
+		return nil, nil, err
 	}
 	var out []*storage.SnapshotResult
 	for _, src := range p.Storage {
@@ -199,9 +218,10 @@ func snapshotStorage(ctx context.Context, cfg *config.Config, p *config.Policy, 
 			NameKey:    nameKey,
 			SpoolDir:   filepath.Join(cfg.StateDir, "spool"),
 			Logger:     log.With("storage", src.Name),
+			Markers:    keeper,
 		})
 		if err != nil {
-			return out, fmt.Errorf("storage %s: %w", src.Name, err)
+			return out, keeper, fmt.Errorf("storage %s: %w", src.Name, err)
 		}
 		for _, warning := range r.Warnings {
 			log.Warn("storage snapshot", "storage", src.Name, "warning", warning)
@@ -209,7 +229,7 @@ func snapshotStorage(ctx context.Context, cfg *config.Config, p *config.Policy, 
 		log.Info("storage snapshot done", "storage", src.Name, "files", r.Files, "bytes", r.Bytes, "new_bytes", r.NewBytes)
 		out = append(out, r)
 	}
-	return out, nil
+	return out, keeper, nil
 }
 
 // showProgress prints the writer's progress on one terminal line until stop is called.

@@ -50,6 +50,10 @@ type WriterOptions struct {
 	QueueLen         int // default 4
 	UploadsPerTarget int // default 2
 	Logger           *slog.Logger
+	// BeforeCommit, when set, runs once every upload has finished and before any manifest is
+	// written; an error fails the set on every target. The caller uses it to recheck what the
+	// set references outside itself (storage packs) at the last moment.
+	BeforeCommit func(ctx context.Context) error
 }
 
 // Writer writes one set to several targets concurrently from a single read of the data: every
@@ -291,6 +295,13 @@ type TargetResult struct {
 // failed at any point gets no manifest; its result says why.
 func (w *Writer) Commit(ctx context.Context, m *Manifest) []TargetResult {
 	w.drain()
+	if w.opts.BeforeCommit != nil {
+		if err := w.opts.BeforeCommit(ctx); err != nil {
+			for _, d := range w.dests {
+				d.fail(err)
+			}
+		}
+	}
 	w.mu.Lock()
 	objs := append([]Object(nil), w.objects...)
 	w.mu.Unlock()

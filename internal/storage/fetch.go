@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -80,6 +81,10 @@ type fetcher struct {
 	srcs    []*readSource
 	workers int
 	log     *slog.Logger
+	// sums holds the sealed SHA-256 of each pack as the index root records it (index version
+	// 2 on); a pack with a known sum is checked before a byte of it is decrypted.
+	sums     map[string][32]byte
+	spoolDir string
 
 	missing map[failKey]bool // plan only
 	bufs    bufList          // one blob buffer per worker
@@ -286,14 +291,29 @@ func (f *fetcher) runJob(ctx context.Context, j *job) (rest []*need, srcErr, dst
 		return all(0), fmt.Errorf("read %s from target %s: %w", key, s.name, err), nil
 	}
 	defer rc.Close()
-	pr, err := seal.Open(rc, f.ids)
-	if err != nil {
-		if errors.Is(err, seal.ErrWrongKey) {
-			return nil, nil, fmt.Errorf("open %s: %w", key, err)
+	var sealed io.Reader = rc
+	if want, ok := f.sums[j.pack]; ok {
+		sp, err := f.spoolChecked(ctx, rc, want)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			return all(0), fmt.Errorf("pack %s on target %s: %w", key, s.name, err), nil
 		}
+		defer sp.Close()
+		sealed = sp
+	}
+	// A stanza damaged on this target looks like a wrong key: another target may hold an
+	// intact copy, so it is a reason to fall back, not to stop. With every target failing
+	// that way the joined errors still say "wrong key".
+	sr, err := seal.Open(sealed, f.ids)
+	if err != nil {
 		return all(0), fmt.Errorf("open %s on target %s: %w", key, s.name, err), nil
 	}
-	defer pr.Close()
+	defer sr.Close()
+	// No pack holds more than maxPackPlain bytes: reading stops there whatever the stream
+	// would expand to (checkLocs keeps every offset below it too).
+	pr := io.LimitReader(sr, maxPackPlain)
 	f.mu.Lock()
 	f.packsRead++
 	f.mu.Unlock()
@@ -316,6 +336,11 @@ func (f *fetcher) runJob(ctx context.Context, j *job) (rest []*need, srcErr, dst
 			}
 			if _, err := io.CopyN(io.Discard, pr, it.off-pos); err != nil {
 				return all(i), fmt.Errorf("read %s on target %s: %w", key, s.name, err), nil
+			}
+			if it.n.size <= 0 || it.n.size > maxBlobSize {
+				// checkEntry refuses such sizes; this keeps the allocation below bounded
+				// whatever path a need took.
+				return nil, nil, fmt.Errorf("%s: blob of %d bytes claimed, more than the format's maximum of %d (damaged or forged index)", it.n.label, it.n.size, maxBlobSize)
 			}
 			if int64(cap(buf)) < it.n.size {
 				buf = make([]byte, it.n.size)
@@ -342,4 +367,35 @@ func (f *fetcher) runJob(ctx context.Context, j *job) (rest []*need, srcErr, dst
 		}
 	}
 	return nil, nil, nil
+}
+
+// maxSealedPack bounds what is spooled of one pack before its hash is checked: a pack holds
+// at most packSize bytes of plaintext (plus one blob), and sealing adds little.
+const maxSealedPack = maxPackPlain + maxPackPlain/8
+
+// spoolChecked copies a sealed pack into an unlinked temporary file while hashing it and
+// returns the file only if the hash is the one the index records: nothing of a damaged or
+// substituted pack reaches the age or zstd decoder.
+func (f *fetcher) spoolChecked(ctx context.Context, rc io.Reader, want [32]byte) (*os.File, error) {
+	tmp, err := os.CreateTemp(f.spoolDir, "backupd-pack-*")
+	if err != nil {
+		return nil, fmt.Errorf("create temporary pack file: %w", err)
+	}
+	os.Remove(tmp.Name())
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(rc, maxSealedPack+1))
+	if err == nil && n > maxSealedPack {
+		err = fmt.Errorf("it is larger than %d bytes, more than any pack this format writes", int64(maxSealedPack))
+	}
+	if err == nil && [32]byte(h.Sum(nil)) != want {
+		err = fmt.Errorf("its SHA-256 is %x, the index records %x (damaged or replaced)", h.Sum(nil), want)
+	}
+	if err == nil {
+		_, err = tmp.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	return tmp, nil
 }

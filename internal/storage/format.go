@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+
+	"github.com/restic/chunker"
 )
 
 // Entry types in the index.
@@ -51,11 +53,16 @@ type Loc struct {
 	Offset int64  `json:"offset"`
 }
 
+// maxBlobSize is the largest chunk this format stores (the chunker's maximum): a size above
+// it in an index is refused before anything is allocated for it.
+const maxBlobSize = chunker.MaxSize
+
 // IndexFormat names the index root object's format.
 const IndexFormat = "backupd-files-index"
 
-// IndexVersion is bumped whenever an older reader could misread an index.
-const IndexVersion = 1
+// IndexVersion is bumped whenever an older reader could misread an index. Version 2 added
+// pack_sha256; version 1 indexes still restore, without the pack check.
+const IndexVersion = 2
 
 // indexRoot is the set object files/<source>.index: a small sealed JSON document that says
 // where the index stream is. The stream itself is stored like file contents, in chunks inside
@@ -76,6 +83,12 @@ type indexRoot struct {
 	Size     int64      `json:"index_size"`   // bytes of the index stream
 	SHA256   string     `json:"index_sha256"` // hex SHA-256 of the index stream
 	Chunks   []ChunkRef `json:"index_chunks"` // the index stream, in order
+	// PackSums maps each pack the index references to the hex SHA-256 of its sealed bytes
+	// (version 2 on). The manifest records the root's own SHA-256, so these are covered by
+	// whatever vouches for the manifest; a restore checks a pack against them before
+	// decrypting it, and falls back to the next target on a mismatch. A pack stored by a
+	// backupd that did not record sums yet has none.
+	PackSums map[string]string `json:"pack_sha256,omitempty"`
 }
 
 // IndexObjectName is the set object holding a source's index root.
@@ -126,6 +139,10 @@ type SourceSummary struct {
 	// Packs lists every pack the set references, sorted. Pack IDs are random and reveal
 	// nothing about the content.
 	Packs []string `json:"packs"`
+	// PackSums holds the sealed SHA-256 of the packs whose sum is known, so that the next
+	// snapshot (which cannot decrypt index roots) can record them again when it reuses a pack.
+	// The authoritative copy for restores is the index root's.
+	PackSums map[string]string `json:"pack_sha256,omitempty"`
 }
 
 // Describe builds the manifest's "files" section from the snapshots of one set.
@@ -221,6 +238,12 @@ func parseSum(s string) ([32]byte, error) {
 // between a possibly hostile index and the filesystem; the structural checks that need the
 // whole index (duplicates, entries below symlinks or files) are in checkTree.
 func checkEntry(e *Entry) error {
+	if len(e.Path) > maxPathBytes || len(e.Link) > maxPathBytes {
+		return fmt.Errorf("path or symlink target is longer than %d bytes", maxPathBytes)
+	}
+	if len(e.Reason) > maxPathBytes {
+		return fmt.Errorf("skip reason is longer than %d bytes", maxPathBytes)
+	}
 	if err := checkRelPath(e.Path); err != nil {
 		return err
 	}
@@ -242,8 +265,8 @@ func checkEntry(e *Entry) error {
 		}
 		var total int64
 		for i, c := range e.Chunks {
-			if c.Size <= 0 {
-				return fmt.Errorf("chunk %d has size %d", i, c.Size)
+			if c.Size <= 0 || c.Size > maxBlobSize {
+				return fmt.Errorf("chunk %d has size %d; chunks are 1 to %d bytes", i, c.Size, maxBlobSize)
 			}
 			if len(e.Chunks) > 1 {
 				if _, err := parseSum(c.SHA256); err != nil {
@@ -269,7 +292,7 @@ func checkLocs(at []Loc) error {
 		return errors.New("no location")
 	}
 	for _, l := range at {
-		if !validPackID(l.Pack) || l.Offset < 0 {
+		if !validPackID(l.Pack) || l.Offset < 0 || l.Offset > maxPackPlain {
 			return fmt.Errorf("location %s@%d is malformed", l.Pack, l.Offset)
 		}
 	}

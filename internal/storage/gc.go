@@ -19,8 +19,9 @@ type GCOptions struct {
 	// clock skew between hosts and the time between a snapshot's end and its set's commit.
 	Grace time.Duration
 	// MarkerMaxAge is how long an in-progress marker of a set that never committed holds
-	// back deletion (default 24h). A running snapshot rewrites its marker every hour; a set
-	// must commit within this time of its snapshot's end.
+	// back deletion (default 24h). A running snapshot rewrites its marker every hour, and the
+	// backup job keeps doing so (MarkerKeeper) until its set commits; a job killed before it
+	// commits leaves a marker that goes stale after this time.
 	MarkerMaxAge time.Duration
 	DryRun       bool // report what would be deleted, delete nothing
 	Now          func() time.Time

@@ -48,7 +48,7 @@ type RestoreResult struct {
 	Bytes     int64    // file bytes written, each verified against its SHA-256
 	Skipped   []string // paths the snapshot had skipped (they kept changing)
 	Warnings  []string // fallbacks to another target, things a bucket cannot hold
-	Fallbacks int      // packs read from a later target because an earlier one failed
+	Fallbacks int      // packs (and the index root) read from a later target because an earlier one failed
 	PacksRead int
 	Duration  time.Duration
 }
@@ -107,11 +107,15 @@ func Restore(ctx context.Context, from []backupset.Dest, to Destination, opts Re
 	log = log.With("policy", opts.Policy, "set", opts.SetID, "storage", opts.Source)
 	res := &RestoreResult{Source: opts.Source, SetID: opts.SetID}
 
-	srcs, root, err := openIndexRoot(ctx, from, opts, log)
+	srcs, root, fellBack, err := openIndexRoot(ctx, from, opts, log)
 	if err != nil {
 		return res, err
 	}
-	f := &fetcher{policy: opts.Policy, ids: opts.Identities, srcs: srcs, workers: opts.Workers, log: log}
+	f := &fetcher{policy: opts.Policy, ids: opts.Identities, srcs: srcs, workers: opts.Workers, log: log,
+		spoolDir: opts.SpoolDir, warnings: fellBack, fallbacks: len(fellBack), sums: map[string][32]byte{}}
+	for id, s := range root.PackSums {
+		f.sums[id], _ = parseSum(s) // checked by readIndexRoot
+	}
 	entries, err := readIndex(ctx, f, root, opts)
 	if err != nil {
 		return res, err

@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -19,7 +21,7 @@ import (
 
 // openIndexRoot reads the manifest and the source's index root from the first target that
 // has the set committed and an intact copy, and lists the packs on every such target.
-func openIndexRoot(ctx context.Context, from []backupset.Dest, opts RestoreOptions, log *slog.Logger) ([]*readSource, *indexRoot, error) {
+func openIndexRoot(ctx context.Context, from []backupset.Dest, opts RestoreOptions, log *slog.Logger) ([]*readSource, *indexRoot, []string, error) {
 	var (
 		srcs []*readSource
 		man  *backupset.Manifest
@@ -41,11 +43,11 @@ func openIndexRoot(ctx context.Context, from []backupset.Dest, opts RestoreOptio
 		srcs = append(srcs, &readSource{name: d.Name, t: d.Target})
 	}
 	if man == nil {
-		return nil, nil, fmt.Errorf("set %s of policy %s is not committed on any target given: %w", opts.SetID, opts.Policy, errors.Join(errs...))
+		return nil, nil, nil, fmt.Errorf("set %s of policy %s is not committed on any target given: %w", opts.SetID, opts.Policy, errors.Join(errs...))
 	}
 	desc, err := ParseDescription(man.Files)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	sum, ok := desc.Source(opts.Source)
 	if !ok {
@@ -54,15 +56,16 @@ func openIndexRoot(ctx context.Context, from []backupset.Dest, opts RestoreOptio
 			names = append(names, s.Name)
 		}
 		if len(names) == 0 {
-			return nil, nil, fmt.Errorf("set %s has no storage snapshot", opts.SetID)
+			return nil, nil, nil, fmt.Errorf("set %s has no storage snapshot", opts.SetID)
 		}
-		return nil, nil, fmt.Errorf("set %s has no storage source %q (it has: %s)", opts.SetID, opts.Source, strings.Join(names, ", "))
+		return nil, nil, nil, fmt.Errorf("set %s has no storage source %q (it has: %s)", opts.SetID, opts.Source, strings.Join(names, ", "))
 	}
 	obj, ok := man.Object(sum.Index)
 	if !ok {
-		return nil, nil, fmt.Errorf("manifest of set %s does not list %s", opts.SetID, sum.Index)
+		return nil, nil, nil, fmt.Errorf("manifest of set %s does not list %s", opts.SetID, sum.Index)
 	}
 	var root *indexRoot
+	var fellBack []string
 	errs = nil
 	for _, s := range srcs {
 		root, err = readIndexRoot(ctx, s, opts, obj)
@@ -70,13 +73,14 @@ func openIndexRoot(ctx context.Context, from []backupset.Dest, opts RestoreOptio
 			break
 		}
 		if errors.Is(err, seal.ErrWrongKey) {
-			return nil, nil, err
+			return nil, nil, nil, err // the bytes are the ones the manifest names: the key is wrong
 		}
 		errs = append(errs, err)
 		log.Warn("index root unreadable, trying the next target", "target", s.name, "error", err)
+		fellBack = append(fellBack, fmt.Sprintf("index root %s unreadable on target %s (%v); read it from the next target", sum.Index, s.name, err))
 	}
 	if root == nil {
-		return nil, nil, fmt.Errorf("no target has a readable copy of %s: %w", sum.Index, errors.Join(errs...))
+		return nil, nil, nil, fmt.Errorf("no target has a readable copy of %s: %w", sum.Index, errors.Join(errs...))
 	}
 	parallel(ctx, 4, len(srcs), func(i int) {
 		packs, err := listPacks(ctx, srcs[i].t, opts.Policy)
@@ -86,7 +90,7 @@ func openIndexRoot(ctx context.Context, from []backupset.Dest, opts RestoreOptio
 		}
 		srcs[i].packs = packs
 	})
-	return srcs, root, ctx.Err()
+	return srcs, root, fellBack, ctx.Err()
 }
 
 func readIndexRoot(ctx context.Context, s *readSource, opts RestoreOptions, obj backupset.Object) (*indexRoot, error) {
@@ -96,21 +100,31 @@ func readIndexRoot(ctx context.Context, s *readSource, opts RestoreOptions, obj 
 		return nil, fmt.Errorf("read %s from target %s: %w", key, s.name, err)
 	}
 	defer rc.Close()
-	h := sha256.New()
-	pr, err := seal.Open(io.TeeReader(rc, h), opts.Identities)
+	// The sealed bytes are read whole (bounded) and checked against the manifest before any
+	// of them reaches the age or zstd decoder: a damaged stanza is then a damaged copy, to be
+	// read from the next target, not a wrong key.
+	if obj.Size < 0 || obj.Size > maxRootSealed || obj.PlainSize < 0 || obj.PlainSize > maxRootPlain {
+		return nil, fmt.Errorf("%s: the manifest says %d sealed, %d plain bytes; an index root is at most %d and %d", key, obj.Size, obj.PlainSize, int64(maxRootSealed), int64(maxRootPlain))
+	}
+	sealed, err := io.ReadAll(io.LimitReader(rc, obj.Size+1))
 	if err != nil {
-		return nil, fmt.Errorf("open %s on target %s: %w", key, s.name, err)
+		return nil, fmt.Errorf("read %s from target %s: %w", key, s.name, err)
 	}
+	if int64(len(sealed)) != obj.Size {
+		return nil, fmt.Errorf("%s on target %s: got %d bytes or more, the manifest says %d", key, s.name, len(sealed), obj.Size)
+	}
+	if got := sha256.Sum256(sealed); hex.EncodeToString(got[:]) != obj.SHA256 {
+		return nil, fmt.Errorf("%s on target %s has SHA-256 %x, the manifest says %s", key, s.name, got, obj.SHA256)
+	}
+	pr, err := seal.Open(bytes.NewReader(sealed), opts.Identities)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", key, err)
+	}
+	pr = seal.ExactSize(pr, obj.PlainSize)
 	defer pr.Close()
-	body, err := io.ReadAll(io.LimitReader(pr, 256<<20))
-	if err == nil {
-		_, err = io.Copy(io.Discard, rc) // the rest of the sealed bytes, for the hash
-	}
+	body, err := io.ReadAll(pr)
 	if err != nil {
 		return nil, fmt.Errorf("read %s on target %s: %w", key, s.name, err)
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != obj.SHA256 {
-		return nil, fmt.Errorf("%s on target %s has SHA-256 %s, the manifest says %s", key, s.name, got, obj.SHA256)
 	}
 	var root indexRoot
 	if err := json.Unmarshal(body, &root); err != nil {
@@ -123,6 +137,16 @@ func readIndexRoot(ctx context.Context, s *readSource, opts RestoreOptions, obj 
 		return nil, fmt.Errorf("%s has index version %d; this backupd reads up to %d: upgrade backupd", key, root.Version, IndexVersion)
 	case root.Source != opts.Source:
 		return nil, fmt.Errorf("%s describes source %q, not %q", key, root.Source, opts.Source)
+	case root.Size < 0 || root.Size > maxIndexStream:
+		return nil, fmt.Errorf("%s: index stream of %d bytes; this backupd reads at most %d", key, root.Size, int64(maxIndexStream))
+	}
+	for id, sum := range root.PackSums {
+		if !validPackID(id) {
+			return nil, fmt.Errorf("%s: pack_sha256 names %q, which is not a pack ID", key, id)
+		}
+		if _, err := parseSum(sum); err != nil {
+			return nil, fmt.Errorf("%s: pack_sha256 of %s: %w", key, id, err)
+		}
 	}
 	return &root, nil
 }
@@ -177,22 +201,37 @@ func readIndex(ctx context.Context, f *fetcher, root *indexRoot, opts RestoreOpt
 	if got := hex.EncodeToString(h.Sum(nil)); got != root.SHA256 {
 		return nil, fmt.Errorf("index of %s: the stream has SHA-256 %s, the root says %s", opts.Source, got, root.SHA256)
 	}
-	dec := json.NewDecoder(io.NewSectionReader(tmp, 0, root.Size))
+	// One entry per line, each bounded, so that no single line of a hostile stream makes the
+	// decoder buffer without limit; a path seen twice is refused as soon as it appears.
+	sc := bufio.NewScanner(io.NewSectionReader(tmp, 0, root.Size))
+	sc.Buffer(make([]byte, 0, 64<<10), maxEntryBytes)
 	var entries []*Entry
-	for {
-		e := &Entry{}
-		err := dec.Decode(e)
-		if err == io.EOF {
-			break
+	seen := map[string]bool{}
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
 		}
-		if err != nil {
+		e := &Entry{}
+		if err := json.Unmarshal(line, e); err != nil {
 			return nil, fmt.Errorf("index of %s: entry %d: %w", opts.Source, len(entries)+1, err)
 		}
 		if err := checkEntry(e); err != nil {
-			return nil, fmt.Errorf("index of %s: refusing entry %q: %w", opts.Source, e.Path, err)
+			return nil, fmt.Errorf("index of %s: refusing entry %q: %w", opts.Source, truncPath(e.Path), err)
 		}
+		if seen[e.Path] {
+			return nil, fmt.Errorf("index of %s: refusing index entry %q: appears twice", opts.Source, e.Path)
+		}
+		seen[e.Path] = true
 		entries = append(entries, e)
 	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, fmt.Errorf("index of %s: entry %d is longer than %d bytes (damaged or forged index)", opts.Source, len(entries)+1, maxEntryBytes)
+		}
+		return nil, fmt.Errorf("index of %s: entry %d: %w", opts.Source, len(entries)+1, err)
+	}
+	seen = nil
 	if err := checkTree(entries); err != nil {
 		return nil, fmt.Errorf("index of %s: refusing %w", opts.Source, err)
 	}
@@ -218,4 +257,23 @@ func selectSubpath(entries []*Entry, sub string) ([]*Entry, error) {
 		return nil, fmt.Errorf("%s is not in the snapshot", sub)
 	}
 	return out, nil
+}
+
+// Bounds on what a restore reads of an index before and after its hashes are checked. An
+// index root lists about 100 bytes per 16 KiB of index stream; the stream holds a few hundred
+// bytes per path, and every entry it holds is kept in memory for the restore.
+const (
+	maxRootSealed  = 64 << 20
+	maxRootPlain   = 64 << 20
+	maxIndexStream = 4 << 30  // about ten million paths
+	maxEntryBytes  = 16 << 20 // one file of about 100 000 chunks (100 GB and more)
+	maxPathBytes   = 4096
+)
+
+// truncPath keeps error messages about a hostile path to one readable size.
+func truncPath(p string) string {
+	if len(p) > 200 {
+		return p[:200] + "…"
+	}
+	return p
 }

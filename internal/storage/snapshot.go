@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -42,10 +43,21 @@ type SnapshotOptions struct {
 	Now      func() time.Time
 	// SourceTargetOptions are used to open a bucket source (logging, metrics, retries).
 	SourceTargetOptions targets.Options
+	// Markers, when set, keeps this snapshot's in-progress marker fresh after Snapshot
+	// returns, until the job commits its set or fails (see KeepMarkers).
+	Markers *MarkerKeeper
 }
 
 // DefaultPackSize is the plaintext size at which a pack is closed.
 const DefaultPackSize = 16 << 20
+
+// maxPackSize bounds SnapshotOptions.PackSize, so that a restore can refuse any blob offset
+// beyond maxPackPlain without knowing what pack size the writer chose.
+const maxPackSize = 64 << 20
+
+// maxPackPlain is the most plaintext a pack can hold: it is closed before a blob would take it
+// past its size, unless that blob is its first.
+const maxPackPlain = maxPackSize + maxBlobSize
 
 // Index chunks are small so that one changed entry costs little in the next set.
 const (
@@ -75,7 +87,10 @@ type SnapshotResult struct {
 	NewPacks    int              // packs written
 	Uploaded    map[string]int64 // sealed bytes put in the blob area, per target
 	Packs       []string         // every pack the snapshot references
-	Warnings    []string         // skipped paths and other things a person should know
+	packSums    map[string]string
+	needed      map[string][]string // target name → the packs its copies of the blobs are in
+	policy      string
+	Warnings    []string // skipped paths and other things a person should know
 	Duration    time.Duration
 }
 
@@ -83,7 +98,7 @@ func (r *SnapshotResult) summary() SourceSummary {
 	return SourceSummary{
 		Name: r.Source, Kind: r.Kind, Index: r.Index, Entries: r.Entries, Files: r.Files,
 		Dirs: r.Dirs, Symlinks: r.Symlinks, Skipped: r.Skipped, Bytes: r.Bytes,
-		NewBytes: r.NewBytes, Packs: r.Packs,
+		NewBytes: r.NewBytes, Packs: r.Packs, PackSums: r.packSums,
 	}
 }
 
@@ -106,6 +121,10 @@ type walkFunc func(ctx context.Context, sn *snapshotter) error
 // testHookAfterLoad, when set by a test, runs after the snapshot learned what the targets hold
 // and before it reads the source.
 var testHookAfterLoad func()
+
+// testHookRoot, when set by a test, edits the index root before it is written (hostile or
+// old-format roots).
+var testHookRoot func(*indexRoot)
 
 var errNoTargets = errors.New("no targets: a snapshot needs at least one target for its blobs")
 
@@ -138,6 +157,9 @@ func snapshot(ctx context.Context, spec SourceSpec, sink SetSink, dests []backup
 	if opts.PackSize <= 0 {
 		opts.PackSize = DefaultPackSize
 	}
+	if opts.PackSize > maxPackSize {
+		return nil, fmt.Errorf("pack size %d is above the format's maximum of %d bytes", opts.PackSize, int64(maxPackSize))
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -160,6 +182,14 @@ func snapshot(ctx context.Context, spec SourceSpec, sink SetSink, dests []backup
 	if err := sn.putMarkers(ctx); err != nil {
 		return res, err
 	}
+	if opts.Markers != nil {
+		opts.Markers.add(spec.Name)
+		defer func() {
+			if !ok {
+				opts.Markers.remove(spec.Name) // before dropMarkers (deferred earlier, runs later)
+			}
+		}()
+	}
 	sn.retireMarkers(ctx)
 	warnings, err := st.load(ctx)
 	for _, w := range warnings {
@@ -177,14 +207,20 @@ func snapshot(ctx context.Context, spec SourceSpec, sink SetSink, dests []backup
 	if err != nil {
 		return res, err
 	}
-	if err := st.verify(ctx); err != nil {
+	if res.needed, err = st.verify(ctx); err != nil {
 		return res, err
+	}
+	res.policy = opts.Policy
+	res.Packs = st.referenced()
+	root.PackSums = st.packSums(res.Packs)
+	res.packSums = root.PackSums
+	if testHookRoot != nil {
+		testHookRoot(root)
 	}
 	if err := writeRoot(ctx, sink, res.Index, root); err != nil {
 		return res, err
 	}
 
-	res.Packs = st.referenced()
 	res.NewBlobs, res.NewBytes, res.ReusedBytes, res.NewPacks = st.newBlobs, st.newBytes, st.reusedBytes, st.newPacks
 	for i, d := range dests {
 		res.Uploaded[d.Name] += st.uploaded[i].Load()
@@ -288,6 +324,9 @@ func (sn *snapshotter) emit(ctx context.Context, e *Entry) error {
 
 func (sn *snapshotter) skip(ctx context.Context, p, reason string) error {
 	sn.warn(fmt.Sprintf("skipped %s: %s", p, reason))
+	if len(reason) > 1024 {
+		reason = strings.ToValidUTF8(reason[:1024], "") // restores refuse reasons over maxPathBytes
+	}
 	return sn.emit(ctx, &Entry{Path: p, Type: TypeSkipped, UID: -1, GID: -1, Reason: reason})
 }
 

@@ -21,13 +21,27 @@ const markerRefresh = time.Hour
 
 // putMarkers writes this snapshot's in-progress marker on every target.
 func (sn *snapshotter) putMarkers(ctx context.Context) error {
+	n, err := writeMarker(ctx, sn.st.dests, sn.keys.hdrRcpt, sn.opts.Policy, sn.opts.SetID, sn.spec.Name, sn.now())
+	for name, size := range n {
+		sn.res.Uploaded[name] += size
+	}
+	if err != nil {
+		return err
+	}
+	sn.lastMarker = sn.now()
+	return nil
+}
+
+// writeMarker writes the in-progress marker of one source of a set on every target and
+// returns the bytes written per target.
+func writeMarker(ctx context.Context, dests []backupset.Dest, rcpt age.Recipient, policy, setID, source string, now time.Time) (map[string]int64, error) {
 	host, _ := os.Hostname()
 	plain, _ := json.Marshal(map[string]any{
-		"format": "backupd-snapshot-marker", "set": sn.opts.SetID, "source": sn.spec.Name,
-		"host": host, "written": sn.now().UTC(),
+		"format": "backupd-snapshot-marker", "set": setID, "source": source,
+		"host": host, "written": now.UTC(),
 	})
 	var buf bytes.Buffer
-	sw, err := seal.NewWriter(&buf, []age.Recipient{sn.keys.hdrRcpt}, seal.Fastest)
+	sw, err := seal.NewWriter(&buf, []age.Recipient{rcpt}, seal.Fastest)
 	if err == nil {
 		_, err = sw.Write(plain)
 	}
@@ -35,17 +49,17 @@ func (sn *snapshotter) putMarkers(ctx context.Context) error {
 		err = sw.Close()
 	}
 	if err != nil {
-		return fmt.Errorf("seal in-progress marker: %w", err)
+		return nil, fmt.Errorf("seal in-progress marker: %w", err)
 	}
-	key := markerKey(sn.opts.Policy, sn.opts.SetID, sn.spec.Name)
-	for _, d := range sn.st.dests {
+	key := markerKey(policy, setID, source)
+	written := map[string]int64{}
+	for _, d := range dests {
 		if err := d.Target.Put(ctx, key, bytes.NewReader(buf.Bytes()), int64(buf.Len())); err != nil {
-			return fmt.Errorf("write in-progress marker %s to target %s: %w", key, d.Name, err)
+			return written, fmt.Errorf("write in-progress marker %s to target %s: %w", key, d.Name, err)
 		}
-		sn.res.Uploaded[d.Name] += int64(buf.Len())
+		written[d.Name] += int64(buf.Len())
 	}
-	sn.lastMarker = sn.now()
-	return nil
+	return written, nil
 }
 
 // dropMarkers removes this snapshot's markers after it failed, so that garbage collection

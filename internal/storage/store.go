@@ -3,6 +3,7 @@ package storage
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -61,6 +62,7 @@ type store struct {
 
 	mu     sync.Mutex
 	err    error
+	sums   map[string]string // pack ID → hex SHA-256 of its sealed bytes, where known (under mu)
 	cancel context.CancelFunc
 
 	newBlobs, newBytes, reusedBytes int64 // producer only
@@ -115,6 +117,7 @@ func newStore(policy string, dests []backupset.Dest, recipients []age.Recipient,
 		policy: policy, dests: dests, recipients: recipients, level: level, packSize: packSize, keys: keys, log: log,
 		all:      uint64(1)<<len(dests) - 1,
 		packIdx:  map[string]uint32{},
+		sums:     map[string]string{},
 		blobs:    map[blobID]*blobRec{},
 		open:     map[openKey]*openPack{},
 		uploaded: make([]atomic.Int64, len(dests)),
@@ -178,7 +181,7 @@ func (s *store) put(ctx context.Context, kind string, sum [32]byte, data []byte)
 	n := int64(len(data))
 	if missing := s.all &^ present; missing != 0 {
 		p := s.openPackFor(kind, missing)
-		if p.off > 0 && p.off+n > s.packSize {
+		if p.off > 0 && (p.off+n > s.packSize || len(p.hdr) >= maxPackBlobs) {
 			// Close it first: a pack never outgrows packSize (unless one blob does), so its
 			// buffer never has to grow.
 			if err := s.closePack(ctx, p); err != nil {
@@ -365,6 +368,11 @@ func (s *store) uploader(ctx context.Context) {
 // uploadPack puts the pack, then its header, on every target in its mask, concurrently: the
 // header second, so a header never announces blobs that are not there.
 func (s *store) uploadPack(ctx context.Context, p *openPack) {
+	// Every target gets these same sealed bytes, so one hash describes the pack everywhere.
+	sum := sha256.Sum256(p.buf.Bytes())
+	s.mu.Lock()
+	s.sums[p.id] = hex.EncodeToString(sum[:])
+	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for i, d := range s.dests {
 		if p.mask&(1<<i) == 0 {
@@ -409,6 +417,11 @@ func (s *store) load(ctx context.Context) (warnings []string, err error) {
 		}
 		live[i] = map[string]bool{}
 		for _, src := range base.Sources {
+			for id, sum := range src.PackSums {
+				if _, err := parseSum(sum); err == nil && validPackID(id) {
+					s.sums[id] = sum
+				}
+			}
 			for _, id := range src.Packs {
 				if listed[id].pack {
 					live[i][id] = true
@@ -482,7 +495,15 @@ func readHeaderFrom(ctx context.Context, t backupset.Target, policy, id string, 
 	}
 	defer pr.Close()
 	var h packHeader
-	if err := json.NewDecoder(io.LimitReader(pr, 256<<20)).Decode(&h); err != nil {
+	// A header lists at most maxPackBlobs blobs of about 110 bytes each.
+	body, err := io.ReadAll(io.LimitReader(pr, maxHeaderBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	if len(body) > maxHeaderBytes {
+		return nil, fmt.Errorf("%s is larger than %d bytes, more than any pack header this format writes", key, maxHeaderBytes)
+	}
+	if err := json.Unmarshal(body, &h); err != nil {
 		return nil, fmt.Errorf("parse %s: %w", key, err)
 	}
 	if h.Format != headerFormat || h.Pack != id {
@@ -494,12 +515,14 @@ func readHeaderFrom(ctx context.Context, t backupset.Target, policy, id string, 
 // verify checks, after every upload, that each blob this snapshot references has a copy on
 // every target: it catches a pack that vanished while the snapshot ran (a lifecycle rule, a
 // person, a garbage collection that ignored the protocol) before the set is committed.
-func (s *store) verify(ctx context.Context) error {
+func (s *store) verify(ctx context.Context) (map[string][]string, error) {
+	needed := map[string][]string{}
 	for i, d := range s.dests {
 		listed, err := listPacks(ctx, d.Target, s.policy)
 		if err != nil {
-			return fmt.Errorf("target %s: %w", d.Name, err)
+			return nil, fmt.Errorf("target %s: %w", d.Name, err)
 		}
+		here := map[string]bool{}
 		for _, rec := range s.blobs {
 			if !rec.used {
 				continue
@@ -512,16 +535,21 @@ func (s *store) verify(ctx context.Context) error {
 					want = kp.id
 					if listed[kp.id].pack {
 						ok = true
+						here[kp.id] = true
 						break
 					}
 				}
 			}
 			if !ok {
-				return fmt.Errorf("pack %s, which this snapshot uses, is missing on target %s (deleted while the snapshot ran?); run the backup again", packKey(s.policy, want), d.Name)
+				return nil, fmt.Errorf("pack %s, which this snapshot uses, is missing on target %s (deleted while the snapshot ran?); run the backup again", packKey(s.policy, want), d.Name)
 			}
 		}
+		for id := range here {
+			needed[d.Name] = append(needed[d.Name], id)
+		}
+		slices.Sort(needed[d.Name])
 	}
-	return nil
+	return needed, nil
 }
 
 // referenced returns the packs that hold a copy of a blob this snapshot uses, sorted.
@@ -673,3 +701,23 @@ func (s *store) putPackBuf(b *bytes.Buffer) {
 	default:
 	}
 }
+
+// packSums returns the known sealed SHA-256 of each of ids.
+func (s *store) packSums(ids []string) map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]string{}
+	for _, id := range ids {
+		if sum, ok := s.sums[id]; ok {
+			out[id] = sum
+		}
+	}
+	return out
+}
+
+// A pack holds at most maxPackBlobs blobs, which keeps its header (about 110 bytes a blob)
+// under maxHeaderBytes whatever the file sizes.
+const (
+	maxPackBlobs   = 100_000
+	maxHeaderBytes = 16 << 20
+)
