@@ -100,7 +100,8 @@ status=$?
 set -e
 # Short fuzz runs of the decoders of hostile input (FUZZTIME=0 skips them), only on a whole run.
 if [ $status -eq 0 ] && [ $# -eq 0 ] && [ "${FUZZTIME:-5s}" != 0 ]; then
-	for f in ./internal/restore:FuzzStatements ./internal/restore:FuzzAppendRows ./internal/config:FuzzParse; do
+	for f in ./internal/restore:FuzzStatements ./internal/restore:FuzzAppendRows ./internal/config:FuzzParse \
+		./internal/signing:FuzzVerify ./internal/storage:FuzzIndexEntries; do
 		step "go test -fuzz ${f#*:} -fuzztime ${FUZZTIME:-5s} ${f%%:*}"
 		go test -run '^$' -fuzz "^${f#*:}\$" -fuzztime "${FUZZTIME:-5s}" "${f%%:*}" || { status=1; break; }
 	done
