@@ -7,6 +7,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/backupd/backupd/internal/testenv"
 )
@@ -161,6 +163,7 @@ func TestFaultTargetDown(t *testing.T) {
 			cfg := e.config(t, "\n  up:"+s3TargetYAML(srv, testenv.NewBucket(t, srv))+
 				"\n  down:"+s3TargetYAML(down, testenv.NewBucket(t, srv)), []string{"up", "down"}, tc.minTargets)
 			code, _, errOut := runCLI(t, "backup", "--config", cfg, "--policy", e.policy)
+			t.Logf("backup: exit %d; last line of stderr: %s", code, lastLine([]byte(errOut)))
 			if code != tc.wantCode {
 				t.Fatalf("backup: exit %d, want %d\n%s", code, tc.wantCode, errOut)
 			}
@@ -220,6 +223,7 @@ func TestFaultSlowDown(t *testing.T) {
 	slow.Endpoint = ps.URL
 	cfg := e.config(t, "\n  slow:"+s3TargetYAML(slow, testenv.NewBucket(t, srv)), []string{"slow"}, 0)
 	code, _, errOut := runCLI(t, "backup", "--config", cfg, "--policy", e.policy)
+	t.Logf("backup: exit %d; last line of stderr: %s", code, lastLine([]byte(errOut)))
 	if code != exitOK {
 		t.Fatalf("backup through bursts of SlowDown: exit %d, want 0\n%s", code, errOut)
 	}
@@ -248,6 +252,7 @@ func TestFaultSlowNetwork(t *testing.T) {
 			slow.Endpoint = "http://" + proxy.listen
 			cfg := e.config(t, "\n  slow:"+s3TargetYAML(slow, testenv.NewBucket(t, srv)), []string{"slow"}, 0)
 			code, _, errOut := runCLI(t, "backup", "--config", cfg, "--policy", e.policy)
+			t.Logf("backup: exit %d; last line of stderr: %s", code, lastLine([]byte(errOut)))
 			if code != exitOK {
 				t.Fatalf("backup through %s: exit %d, want 0\n%s", tc.toxic, code, errOut)
 			}
@@ -270,6 +275,7 @@ func TestFaultDirTargetFull(t *testing.T) {
 	t.Cleanup(func() { exec.Command("umount", dir).Run() })
 	cfg := e.config(t, fmt.Sprintf("\n  full:\n    type: dir\n    path: %s", dir), []string{"full"}, 0)
 	code, _, errOut := runCLI(t, "backup", "--config", cfg, "--policy", e.policy)
+	t.Logf("backup: exit %d; last line of stderr: %s", code, lastLine([]byte(errOut)))
 	if code != exitJobFailed {
 		t.Fatalf("backup to a full disk: exit %d, want %d\n%s", code, exitJobFailed, errOut)
 	}
@@ -289,4 +295,134 @@ func TestFaultDirTargetFull(t *testing.T) {
 			t.Errorf("temporary file left on the full target: %s (all files: %q)", f, left)
 		}
 	}
+}
+
+// randomTable adds a table of about mib MiB of incompressible data to db, so that its
+// sealed object is larger than one 5 MiB multipart part.
+func randomTable(t *testing.T, dsn, db string, mib int) {
+	t.Helper()
+	conn := testenv.OpenDB(t, dsn)
+	for _, q := range []string{
+		"CREATE TABLE " + quoteIdent(db) + ".blobs (id INT PRIMARY KEY, b VARBINARY(1024))",
+		fmt.Sprintf("INSERT INTO %s.blobs SELECT seq, RANDOM_BYTES(1024) FROM %s.seq_1_to_%d", quoteIdent(db), quoteIdent(db), mib*1024),
+	} {
+		if _, err := conn.Exec(q); err != nil {
+			t.Fatalf("create a table of random bytes: %v", err)
+		}
+	}
+}
+
+// resetProxy drops the connection in the middle of the body of the first `resets` PUTs of
+// multipart part 2, and forwards everything else to the real server.
+type resetProxy struct {
+	next   http.Handler
+	resets int64
+	done   atomic.Int64
+}
+
+func (p *resetProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPut && r.URL.Query().Get("partNumber") == "2" && p.done.Add(1) <= p.resets {
+		io.CopyN(io.Discard, r.Body, r.ContentLength/2)
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+		}
+		return
+	}
+	p.next.ServeHTTP(w, r)
+}
+
+// TestFaultResetMidMultipart drops the connection in the middle of a multipart part. Once
+// is retried and the backup succeeds; every time fails the backup, lists nothing and
+// leaves no incomplete multipart upload in the bucket.
+func TestFaultResetMidMultipart(t *testing.T) {
+	srv := testenv.MinIO(t)
+	for _, tc := range []struct {
+		name       string
+		resets     int64
+		wantCode   int
+		wantListed [][]string
+	}{
+		{"once", 1, exitOK, [][]string{{"flaky"}}},
+		{"always", 1 << 30, exitJobFailed, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newFaultEnv(t)
+			randomTable(t, e.dsn, e.db, 7)
+			u, err := url.Parse(srv.Endpoint)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rp := &resetProxy{next: httputil.NewSingleHostReverseProxy(u), resets: tc.resets}
+			ps := httptest.NewServer(rp)
+			defer ps.Close()
+			flaky := srv
+			flaky.Endpoint = ps.URL
+			bucket := testenv.NewBucket(t, srv)
+			cfg := e.config(t, "\n  flaky:"+s3TargetYAML(flaky, bucket)+"\n    part_size: 5MiB", []string{"flaky"}, 0)
+			code, _, errOut := runCLI(t, "backup", "--config", cfg, "--policy", e.policy)
+			t.Logf("backup: exit %d; last line of stderr: %s", code, lastLine([]byte(errOut)))
+			if code != tc.wantCode {
+				t.Fatalf("backup: exit %d, want %d\n%s", code, tc.wantCode, errOut)
+			}
+			if rp.done.Load() == 0 {
+				t.Fatal("no multipart part 2 went through the proxy; the test proves nothing")
+			}
+			checkListedSetsVerify(t, cfg, e.policy, tc.wantListed)
+			raw := testenv.S3Client(t, srv)
+			for up := range raw.ListIncompleteUploads(context.Background(), bucket, "", true) {
+				t.Errorf("incomplete multipart upload left: %s (%v)", up.Key, up.Err)
+			}
+		})
+	}
+}
+
+// TestFaultKillDumpConnection kills the dump's connection (KILL CONNECTION) while the server
+// sends a table of 8 MiB of random bytes (16 MiB as hex), which takes long enough to be seen
+// in the process list. The backup fails, naming the table, and commits nothing. (A
+// bandwidth cap in toxiproxy does not help here: toxiproxy reads the whole result at once,
+// so the query is over on the server while the client still reads.)
+func TestFaultKillDumpConnection(t *testing.T) {
+	srv := testenv.MinIO(t)
+	e := newFaultEnv(t)
+	randomTable(t, e.dsn, e.db, 8)
+	cfg := e.config(t, "\n  minio:"+s3TargetYAML(srv, testenv.NewBucket(t, srv)), []string{"minio"}, 0)
+
+	admin := testenv.OpenDB(t, testenv.MariaDBDSN(t))
+	killed := make(chan string, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			var id int64
+			err := admin.QueryRow("SELECT id FROM information_schema.processlist WHERE info LIKE ? AND info NOT LIKE '%processlist%' AND id <> CONNECTION_ID() LIMIT 1",
+				"SELECT %"+quoteIdent(e.db)+".`blobs`%").Scan(&id)
+			if err != nil {
+				continue
+			}
+			if _, err := admin.Exec(fmt.Sprintf("KILL CONNECTION %d", id)); err == nil {
+				killed <- fmt.Sprint(id)
+				return
+			}
+		}
+	}()
+	code, _, errOut := runCLI(t, "backup", "--config", cfg, "--policy", e.policy)
+	t.Logf("backup: exit %d; last line of stderr: %s", code, lastLine([]byte(errOut)))
+	select {
+	case id := <-killed:
+		t.Logf("killed connection %s", id)
+	default:
+		t.Fatalf("the dump's SELECT on blobs was never seen, so nothing was killed (backup exit %d)\n%s", code, errOut)
+	}
+	if code != exitJobFailed {
+		t.Fatalf("backup with its dump connection killed: exit %d, want %d\n%s", code, exitJobFailed, errOut)
+	}
+	if !strings.Contains(errOut, "blobs") {
+		t.Errorf("backup stderr: got %q, want it to name the table blobs", errOut)
+	}
+	checkListedSetsVerify(t, cfg, e.policy, nil)
 }
