@@ -426,3 +426,40 @@ func TestFaultKillDumpConnection(t *testing.T) {
 	}
 	checkListedSetsVerify(t, cfg, e.policy, nil)
 }
+
+func (p *faultToxiproxy) removeToxic(t *testing.T, name string) {
+	req, _ := http.NewRequest(http.MethodDelete, p.api+"/proxies/"+p.name+"/toxics/"+name, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Errorf("toxiproxy: remove toxic %s: %v", name, err)
+		return
+	}
+	resp.Body.Close()
+}
+
+// TestFaultTimeout: for the first seconds of the job every connection to the target
+// stalls and is closed after 500 ms (toxiproxy's timeout toxic), as an overloaded
+// provider or a dropping firewall does. The requests are retried and the backup succeeds
+// once the stall is over.
+func TestFaultTimeout(t *testing.T) {
+	srv := testenv.MinIO(t)
+	e := newFaultEnv(t)
+	proxy := newFaultToxiproxy(t, hostOf(t, srv.Endpoint))
+	slow := srv
+	slow.Endpoint = "http://" + proxy.listen
+	cfg := e.config(t, "\n  stalled:"+s3TargetYAML(slow, testenv.NewBucket(t, srv)), []string{"stalled"}, 0)
+	proxy.post(t, "/proxies/"+proxy.name+"/toxics", map[string]any{
+		"name": "timeout", "type": "timeout", "stream": "upstream", "toxicity": 1.0, "attributes": map[string]any{"timeout": 500},
+	}, nil)
+	lifted := time.AfterFunc(2*time.Second, func() { proxy.removeToxic(t, "timeout") })
+	defer lifted.Stop()
+	code, _, errOut := runCLI(t, "backup", "--config", cfg, "--policy", e.policy)
+	t.Logf("backup: exit %d; last line of stderr: %s", code, lastLine([]byte(errOut)))
+	if code != exitOK {
+		t.Fatalf("backup through a stall of 2 s: exit %d, want 0\n%s", code, errOut)
+	}
+	if !strings.Contains(errOut, "target operation failed, retrying") {
+		t.Errorf("backup stderr has no retry: the stall was not met, so the test proves nothing\n%s", errOut)
+	}
+	checkListedSetsVerify(t, cfg, e.policy, [][]string{{"stalled"}})
+}
