@@ -52,7 +52,7 @@ policies:
 	finished := 1
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	for i := range 8 {
+	for i := range 20 {
 		cmd := exec.Command(bin, "backup", "--config", cfg, "--policy", policy)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

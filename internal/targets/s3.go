@@ -44,6 +44,11 @@ type S3 struct {
 	region   string
 	partSize int64
 	endpoint string // redacted URL, for messages
+
+	// unsignedPayload makes requests over http look like requests over https, where
+	// minio-go signs headers only (UNSIGNED-PAYLOAD) and Content-MD5 is the only check of
+	// the body. Tests set it to show that a body corrupted in transit is refused then too.
+	unsignedPayload bool
 }
 
 var _ Target = (*S3)(nil)
@@ -257,6 +262,14 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error
 		minio.PutObjectOptions{
 			PartSize:    uint64(partSize),
 			ContentType: "application/octet-stream",
+			// Content-MD5 on the single PUT and on every part: the provider recomputes it
+			// and refuses a body that changed on the way (BadDigest), and the header is
+			// signed. It is the most portable checksum (AWS, MinIO, versitygw, R2, B2, ...);
+			// x-amz-checksum-* needs trailing headers or a second pass over the body, and
+			// over https minio-go otherwise sends the body unchecked (UNSIGNED-PAYLOAD).
+			// It costs one MD5 pass over the part already in memory, no extra buffer.
+			SendContentMd5:       true,
+			DisableContentSha256: s.unsignedPayload,
 		})
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
@@ -267,8 +280,25 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64) error
 		}
 		return s.translateError(err)
 	}
-	if info.Size != size {
-		return fmt.Errorf("%s stored %d bytes, want %d", s.endpoint, info.Size, size)
+	return s.confirmPut(ctx, key, info.ETag, size)
+}
+
+// confirmPut asks the provider what it stored, one HEAD per object. minio-go's answer to
+// the upload repeats our own byte count, so it can never disagree; the HEAD can, if the
+// server or something in front of it stored another object than the one we sent. The ETag
+// is not compared with the MD5: with SSE-KMS or SSE-C, and for every multipart object, it
+// is not the MD5 of the body, and each request's body was already checked by Content-MD5.
+// It tells our object from one that another writer put under the same key after us (last
+// writer wins, which is not a fault): only an object with the ETag our upload got must
+// have our size. One HEAD per object is cheap next to the object's PUTs and later GETs.
+func (s *S3) confirmPut(ctx context.Context, key, etag string, size int64) error {
+	oi, err := s.client.StatObject(ctx, s.bucket, s.object(key), minio.StatObjectOptions{})
+	if err != nil {
+		return fmt.Errorf("%s: uploaded %s but cannot confirm it: %w", s.endpoint, key, s.translateError(err))
+	}
+	if oi.Size != size && (etag == "" || oi.ETag == etag) {
+		return fmt.Errorf("%s stored %s as %d bytes, want %d; the provider or a proxy in front of it changed the object",
+			s.endpoint, key, oi.Size, size)
 	}
 	return nil
 }
@@ -420,6 +450,11 @@ func (s *S3) translateError(err error) error {
 				ErrAccessDenied, s.endpoint, detail, s.bucket)
 		case "AuthorizationHeaderMalformed", "InvalidRegion", "IllegalLocationConstraintException":
 			return fmt.Errorf("%s: %s; check region: of this target", s.endpoint, detail)
+		case "BadDigest", "InvalidDigest", "XAmzContentChecksumMismatch", "XAmzContentSHA256Mismatch":
+			// The body changed between us and the provider, which refused it; sending it
+			// again may get through, so it is retried, and the message says what it was.
+			return Transient(fmt.Errorf("%s refused the upload because the body it received does not match its checksum (%s): it was corrupted in transit; check proxies and the network between this host and the target",
+				s.endpoint, detail))
 		case "SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout", "RequestTimeTooSkewed",
 			"Throttling", "ThrottlingException", "RequestLimitExceeded", "XMinioServerNotInitialized":
 			return Transient(fmt.Errorf("%s: %s", s.endpoint, detail))
