@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -97,6 +98,7 @@ func TestGrantsLeastPrivilege(t *testing.T) {
 	drillTempDir(t)
 	keyFile, pub := testKey(t)
 	policy := testenv.UniqueName("gr")
+	base := t.TempDir()
 	cfg := writeConfig(t, fmt.Sprintf(`
 state_dir: %[1]s/state
 targets:
@@ -114,7 +116,7 @@ policies:
     targets: [local]
     drill:
       scratch: {dsn: %[7]s}
-`, t.TempDir(), pub, keyFile, policy, yamlString(backupDSN), src, yamlString(drillDSN)))
+`, base, pub, keyFile, policy, yamlString(backupDSN), src, yamlString(drillDSN)))
 
 	code, out, errOut := runCLI(t, "backup", "--config", cfg, "--policy", policy)
 	if code != 0 {
@@ -176,24 +178,48 @@ policies:
 		}
 	})
 
-	// Without SHOW VIEW the backup fails clearly; without RELOAD it takes the documented
-	// fallback to one connection. (TRIGGER, EVENT and SELECT on mysql.proc are proven by the
-	// restore above finding every trigger, event and routine: without them today's dump leaves
-	// those objects out without an error, so their absence cannot be shown as a failure here.)
+	// Without SHOW VIEW, TRIGGER, EVENT or SELECT on mysql.proc the backup fails clearly, naming
+	// the grant to add, and commits nothing (the server would otherwise hide the triggers,
+	// events or routines from the dump); without RELOAD it takes the documented fallback to one
+	// connection.
+	quoted := "`" + src + "`"
 	for _, tc := range []struct {
 		grant, on, want string
 		ok              bool
 	}{
-		{"SHOW VIEW", "`" + src + "`.*", "SHOW VIEW", false},
+		{"SHOW VIEW", quoted + ".*", "SHOW VIEW", false},
+		{"TRIGGER", quoted + ".*", "the account cannot see triggers of " + quoted + ": GRANT TRIGGER ON " + quoted + ".* TO '" + backupUser + "'@'%'", false},
+		{"EVENT", quoted + ".*", "the account cannot see events of " + quoted + ": GRANT EVENT ON " + quoted + ".* TO '" + backupUser + "'@'%'", false},
+		{"SELECT", "mysql.proc", "the account cannot see routines of " + quoted + ": GRANT SELECT ON mysql.proc TO '" + backupUser + "'@'%'", false},
 		{"RELOAD", "*.*", "grant RELOAD for parallel dumps", true},
 	} {
 		t.Run("backup without "+tc.grant+" on "+tc.on, func(t *testing.T) {
+			before := filesUnder(t, filepath.Join(base, "target"))
 			revoke(t, admin, backupUser, "REVOKE "+tc.grant+" ON "+tc.on+" FROM @user")
 			defer revoke(t, admin, backupUser, "GRANT "+tc.grant+" ON "+tc.on+" TO @user")
 			code, out, errOut := runCLI(t, "backup", "--config", cfg, "--policy", policy)
 			if (code == 0) != tc.ok || !strings.Contains(out+errOut, tc.want) {
 				t.Errorf("backup without %s ON %s: exit %d, want success %v and %q\n%s\n%s", tc.grant, tc.on, code, tc.ok, tc.want, out, errOut)
 			}
+			if after := filesUnder(t, filepath.Join(base, "target")); !tc.ok && after != before {
+				t.Errorf("backup without %s ON %s: files on the target: got %d, want %d (nothing uploaded or committed)", tc.grant, tc.on, after, before)
+			}
 		})
 	}
+}
+
+// filesUnder counts the files in a directory tree.
+func filesUnder(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	err := filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
+		if err == nil && !e.IsDir() {
+			n++
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

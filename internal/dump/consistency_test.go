@@ -266,6 +266,7 @@ func TestFallbackWithoutReloadPrivilege(t *testing.T) {
 		mustExec(t, db, "CREATE USER "+acct+" IDENTIFIED BY "+quoteString(password))
 		t.Cleanup(func() { db.Exec("DROP USER IF EXISTS " + acct) })
 		mustExec(t, db, "GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON "+QuoteIdent(name)+".* TO "+acct)
+		mustExec(t, db, "GRANT SELECT ON mysql.proc TO "+acct)
 	}
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {

@@ -20,6 +20,14 @@
 // MyISAM, Aria and other non-transactional tables are dumped while writes to them (only them)
 // are blocked on MariaDB, and are flagged as possibly inconsistent elsewhere.
 //
+// Privileges: the server hides from information_schema, without an error, the triggers, events
+// and routines the account may not see. Before any lock the account's grants (SHOW GRANTS, its
+// enabled roles and PUBLIC included) are checked for every database dumped, and the dump fails
+// naming the database, the object kind and the grant to add: TRIGGER and EVENT on the database
+// (or globally), and SELECT on mysql.proc (MariaDB) or SHOW_ROUTINE (MySQL 8, untested). The
+// reading is conservative: a grant it does not understand (a table-level TRIGGER, for one)
+// counts as missing.
+//
 // Data: tables with an integer key are split into key ranges by planChunks, a pure function of
 // MIN/MAX (read inside the snapshot) and table statistics; the ranges are dumped in parallel,
 // largest first. Rows are read with the text protocol straight from the driver and encoded into

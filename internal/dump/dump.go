@@ -165,6 +165,18 @@ func (d *dumper) run(ctx context.Context, cancel context.CancelCauseFunc) error 
 		return err
 	}
 	d.res.Server = Server{Flavor: d.info.Flavor, Version: d.info.Version, Host: d.info.Host}
+	// Fail before any lock or upload if the server would hide objects from the dump.
+	dbs, err := listDatabases(ctx, d.control.conn, d.opts.Databases)
+	if err != nil {
+		return err
+	}
+	names := make([]string, len(dbs))
+	for i, db := range dbs {
+		names[i] = db.Name
+	}
+	if err := checkVisibility(ctx, d.control.conn, d.info.Flavor, names); err != nil {
+		return err
+	}
 	d.maxStmt = int(d.info.MaxPacket) - packetMargin
 	d.stmtTarget = int(min(statementTarget, int64(d.maxStmt), d.opts.ChunkBytes))
 
