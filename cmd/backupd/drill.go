@@ -48,6 +48,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	threads := fs.Int("threads", runtime.NumCPU(), "loader connections (and downloads ahead)")
 	noMail := fs.Bool("no-mail", false, "do not mail the report to drill.notify")
 	verbose := fs.Bool("verbose", false, "log debug detail")
+	allowUnsigned := addAllowUnsignedFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := newLogger(ctx, stderr, *verbose)
 	rep, err := drill.Run(ctx, drill.Options{
 		Config: cfg, Policy: p, SetID: *setID, Identities: ids, Threads: *threads,
-		Logger: log, Tool: "backupd " + buildVersion(), NoMail: *noMail,
+		Logger: log, Tool: "backupd " + buildVersion(), NoMail: *noMail, AllowUnsigned: *allowUnsigned,
 		TargetOptions: targets.Options{Logger: log, Retry: restoreTargetRetry},
 	})
 	if ctx.Err() != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/humanize"
+	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/targets"
 	"github.com/backupd/backupd/internal/termsafe"
 )
@@ -52,7 +53,11 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	sets, err := listSets(ctx, p.Name, dests, time.Now())
+	trust, _, err := keys.Verifier(cfg)
+	if err != nil {
+		return err
+	}
+	sets, err := listSets(ctx, p.Name, dests, time.Now(), trust)
 	if err != nil {
 		return err
 	}
@@ -93,7 +98,7 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // from them those whose manifest is present but not trusted, with the reason. A target that
 // cannot be listed, or a manifest it fails to return, fails the command: a silent gap would
 // misreport what exists. Each manifest is held only while it is summarised.
-func listSets(ctx context.Context, policy string, dests []backupset.Dest, now time.Time) ([]*listedSet, error) {
+func listSets(ctx context.Context, policy string, dests []backupset.Dest, now time.Time, trust backupset.Trust) ([]*listedSet, error) {
 	type key struct{ id, untrusted string }
 	byID := map[key]*listedSet{}
 	for _, d := range dests {
@@ -101,7 +106,7 @@ func listSets(ctx context.Context, policy string, dests []backupset.Dest, now ti
 		if err != nil {
 			return nil, fmt.Errorf("target %s: %w", d.Name, err)
 		}
-		untrusted, err := backupset.Scan(ctx, d.Target, policy, entries, now, func(m *backupset.Manifest) bool {
+		untrusted, err := backupset.Scan(ctx, d.Target, policy, entries, now, trust, func(m *backupset.Manifest) bool {
 			s := byID[key{id: m.SetID}]
 			if s == nil {
 				tables, rows := m.Counts()

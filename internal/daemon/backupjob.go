@@ -11,6 +11,7 @@ import (
 	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/notify"
 	"github.com/backupd/backupd/internal/targets"
 )
@@ -42,7 +43,13 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, p *config.Po
 	result := "failed"
 	defer func() { l.release(result) }()
 
-	res, err := backup.Run(ctx, cfg, p, backup.Options{Logger: d.log, Metrics: d.tmetrics, Version: d.opts.Version})
+	// Loaded for each job, as the config may have been reloaded; generated on first use.
+	signer, err := keys.Signer(cfg, d.log)
+	if err != nil {
+		d.backupFailed(ctx, cfg, p, nil, err, log)
+		return err
+	}
+	res, err := backup.Run(ctx, cfg, p, backup.Options{Logger: d.log, Metrics: d.tmetrics, Version: d.opts.Version, Signer: signer})
 	d.metrics.backup(res, d.now())
 	if err != nil {
 		if ctx.Err() != nil {
@@ -156,7 +163,12 @@ func (d *Daemon) checkShrink(ctx context.Context, cfg *config.Config, p *config.
 			committed = append(committed, dests[i])
 		}
 	}
-	prev, err := previousManifest(ctx, committed, p.Name, res.SetID, d.now())
+	trust, _, err := keys.Verifier(cfg)
+	if err != nil {
+		log.Warn("cannot read the trusted signing keys to compare sizes", "error", err)
+		return
+	}
+	prev, err := previousManifest(ctx, committed, p.Name, res.SetID, d.now(), trust)
 	if err != nil {
 		d.metrics.error(p.Name, errKindShrink)
 		log.Warn("cannot read the previous set to compare sizes", "error", err)
@@ -192,7 +204,11 @@ func (d *Daemon) newestFor(ctx context.Context, cfg *config.Config, p *config.Po
 	if err != nil {
 		return newestSet{}, err
 	}
-	n, err := newestCommitted(ctx, dests, p.Name, d.now())
+	trust, _, err := keys.Verifier(cfg)
+	if err != nil {
+		return newestSet{}, err
+	}
+	n, err := newestCommitted(ctx, dests, p.Name, d.now(), trust)
 	if err != nil {
 		return n, err
 	}

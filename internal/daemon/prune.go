@@ -12,6 +12,7 @@ import (
 
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/retention"
 	"github.com/backupd/backupd/internal/targets"
 )
@@ -20,7 +21,8 @@ import (
 // committed set references any more. Prune calls it on each target after deleting sets.
 // The CLI and the daemon pass one that runs files.GC; without one, Prune reports that it
 // skipped the step.
-type StorageGC func(ctx context.Context, target string, t backupset.Target, policy string, dryRun bool) (summary string, err error)
+// trust is what decides which sets are committed (backupset.Committed).
+type StorageGC func(ctx context.Context, target string, t backupset.Target, policy string, trust backupset.Trust, dryRun bool) (summary string, err error)
 
 // PruneOptions tune one retention run.
 type PruneOptions struct {
@@ -97,6 +99,10 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 	if err != nil {
 		return rep, err
 	}
+	trust, _, err := keys.Verifier(cfg)
+	if err != nil {
+		return rep, err
+	}
 
 	// List every target first: retention on one target depends on what the others hold.
 	listings := make([][]backupset.SetEntry, len(dests))
@@ -112,7 +118,7 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 		}
 		// Only trusted manifests commit a set (backupset.Committed): an untrusted set is neither
 		// kept as newest nor collected as uncommitted; it is left alone and reported.
-		untrusted, err := backupset.Scan(ctx, d.Target, p.Name, entries, now(), func(*backupset.Manifest) bool { return true })
+		untrusted, err := backupset.Scan(ctx, d.Target, p.Name, entries, now(), trust, func(*backupset.Manifest) bool { return true })
 		if err != nil {
 			tp.Errs = append(tp.Errs, err)
 			tp.Skipped = "the manifests of its sets could not be read"
@@ -143,7 +149,7 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 	for i, d := range dests {
 		tp := rep.Targets[i]
 		if tp.Skipped == "" {
-			pruneTarget(ctx, p, d, listings[i], newest, rpol, now(), opts, tp, log)
+			pruneTarget(ctx, p, d, listings[i], newest, rpol, now(), trust, opts, tp, log)
 		}
 		for _, e := range tp.Errs {
 			errs = append(errs, fmt.Errorf("target %s: %w", d.Name, e))
@@ -153,7 +159,7 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 }
 
 func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entries []backupset.SetEntry, newest string,
-	rpol retention.Policy, now time.Time, opts PruneOptions, tp *TargetPrune, log *slog.Logger) {
+	rpol retention.Policy, now time.Time, trust backupset.Trust, opts PruneOptions, tp *TargetPrune, log *slog.Logger) {
 	log = log.With("target", d.Name)
 	sets := make([]retention.Set, 0, len(entries))
 	holds := false
@@ -212,7 +218,7 @@ func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entrie
 	case tp.Skipped != "" && len(tp.Errs) > 0:
 		tp.Storage = "not collected: " + tp.Skipped
 	default:
-		summary, err := opts.StorageGC(ctx, d.Name, d.Target, p.Name, opts.DryRun)
+		summary, err := opts.StorageGC(ctx, d.Name, d.Target, p.Name, trust, opts.DryRun)
 		if err != nil {
 			tp.Errs = append(tp.Errs, fmt.Errorf("collect storage blobs: %w", err))
 		}

@@ -110,7 +110,7 @@ func tableRows(r *dump.Result) map[string]int64 {
 
 // previousManifest reads the newest committed set older than id from the first target that
 // can answer.
-func previousManifest(ctx context.Context, dests []backupset.Dest, policy, id string, now time.Time) (*backupset.Manifest, error) {
+func previousManifest(ctx context.Context, dests []backupset.Dest, policy, id string, now time.Time, trust backupset.Trust) (*backupset.Manifest, error) {
 	var errs []error
 	for _, d := range dests {
 		entries, err := setKeys(ctx, d.Target, policy)
@@ -123,7 +123,7 @@ func previousManifest(ctx context.Context, dests []backupset.Dest, policy, id st
 			n++
 		}
 		var prev *backupset.Manifest
-		_, err = backupset.Scan(ctx, d.Target, policy, entries[:n], now, func(m *backupset.Manifest) bool {
+		_, err = backupset.Scan(ctx, d.Target, policy, entries[:n], now, trust, func(m *backupset.Manifest) bool {
 			prev = m
 			return false
 		})
@@ -146,7 +146,7 @@ type newestSet struct {
 // backupset.Committed: a planted, future-dated or unreadable manifest never counts); zero when
 // there is none. Manifests are read newest first until one is trusted. It fails only when no
 // target could be listed.
-func newestCommitted(ctx context.Context, dests []backupset.Dest, policy string, now time.Time) (newestSet, error) {
+func newestCommitted(ctx context.Context, dests []backupset.Dest, policy string, now time.Time, trust backupset.Trust) (newestSet, error) {
 	var best newestSet
 	var errs []error
 	listed := 0
@@ -162,7 +162,7 @@ func newestCommitted(ctx context.Context, dests []backupset.Dest, policy string,
 		for len(newer) > 0 && newer[0].ID <= best.ID {
 			newer = newer[1:]
 		}
-		_, err = backupset.Scan(ctx, d.Target, policy, newer, now, func(m *backupset.Manifest) bool {
+		_, err = backupset.Scan(ctx, d.Target, policy, newer, now, trust, func(m *backupset.Manifest) bool {
 			t, _ := backupset.IDTime(m.SetID)
 			best = newestSet{ID: m.SetID, Time: t}
 			return false
