@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/backupd/backupd/internal/signing"
 	"io"
 	"os"
 	"os/exec"
@@ -75,7 +76,13 @@ policies:
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	sets, _, err := backupset.List(ctx, dests[0].Target, policy, time.Now())
+	// The forged sets are signed with the writer's own key, so that the decoders behind the
+	// signature are what is exercised (a key thief's attack); unsigned ones stop earlier.
+	if forgeSigner, err = signing.LoadKey(cfg.Signing.KeyFile); err != nil {
+		t.Fatal(err)
+	}
+	trust := signing.NewVerifier(forgeSigner.Public())
+	sets, _, err := backupset.List(ctx, dests[0].Target, policy, time.Now(), trust)
 	if err != nil || len(sets) != 1 {
 		t.Fatalf("list: %d sets, %v", len(sets), err)
 	}
@@ -275,10 +282,20 @@ func forge(t *testing.T, tg backupset.Target, m *backupset.Manifest, name string
 	if err != nil {
 		t.Fatal(err)
 	}
+	sig, err := forgeSigner.Sign(signing.NamespaceManifest, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.Put(ctx, backupset.SignatureKey(m.Policy, m.SetID), bytes.NewReader(sig), int64(len(sig))); err != nil {
+		t.Fatal(err)
+	}
 	if err := tg.Put(ctx, backupset.ManifestKey(m.Policy, m.SetID), bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
 }
+
+// forgeSigner is the key TestBombs signs its forged manifests with.
+var forgeSigner *signing.Signer
 
 // bombRun runs one command line in a child process (this test binary, which runs it
 // in-process) and returns its exit code, output and peak RSS.

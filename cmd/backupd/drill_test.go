@@ -218,7 +218,7 @@ policies:
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	sets, _, err := backupset.List(ctx, dests[0].Target, policy, time.Now())
+	sets, _, err := backupset.List(ctx, dests[0].Target, policy, time.Now(), cfgTrust(t, cfg))
 	if err != nil || len(sets) != 1 {
 		t.Fatalf("list: %d sets, %v", len(sets), err)
 	}

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
+	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/signing"
 	"testing"
 	"time"
 
@@ -25,6 +28,10 @@ func TestListShowsUntrustedSets(t *testing.T) {
 		if err := tg.Put(ctx, backupset.ManifestKey("p", id), bytes.NewReader(body), int64(len(body))); err != nil {
 			t.Fatal(err)
 		}
+		sig, _ := listTestSigner.Sign(signing.NamespaceManifest, body)
+		if err := tg.Put(ctx, backupset.SignatureKey("p", id), bytes.NewReader(sig), int64(len(sig))); err != nil {
+			t.Fatal(err)
+		}
 	}
 	real := backupset.NewID(now.Add(-time.Hour))
 	good, _ := json.Marshal(backupset.Manifest{FormatVersion: backupset.FormatVersion, SetID: real, Policy: "p", StartedAt: now.Add(-time.Hour), FinishedAt: now.Add(-time.Hour)})
@@ -35,7 +42,7 @@ func TestListShowsUntrustedSets(t *testing.T) {
 	planted, _ := json.Marshal(backupset.Manifest{FormatVersion: backupset.FormatVersion, SetID: future, Policy: "p"})
 	put(future, planted)
 
-	sets, err := listSets(ctx, "p", []backupset.Dest{{Name: "a", Target: tg}}, now)
+	sets, err := listSets(ctx, "p", []backupset.Dest{{Name: "a", Target: tg}}, now, signing.NewVerifier(listTestSigner.Public()))
 	if err != nil {
 		t.Fatalf("listSets: %v", err)
 	}
@@ -53,4 +60,22 @@ func TestListShowsUntrustedSets(t *testing.T) {
 			t.Errorf("set %s: untrusted %q, want %q", id, r, reason)
 		}
 	}
+}
+
+var listTestSigner = func() *signing.Signer {
+	s, err := signing.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)), "list-test")
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+// cfgTrust is the trust the commands build from cfg.
+func cfgTrust(t *testing.T, cfg *config.Config) backupset.Trust {
+	t.Helper()
+	tr, err := trustFor(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
 }
