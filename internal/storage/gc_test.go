@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/backupd/backupd/internal/signing"
 	"os"
 	"path/filepath"
 	"slices"
@@ -145,6 +146,11 @@ func TestGCRules(t *testing.T) {
 				desc, _ := json.Marshal(Description{Version: DescriptionVersion, Sources: []SourceSummary{{Name: "up", Packs: packs}}})
 				body, _ := json.Marshal(backupset.Manifest{FormatVersion: backupset.FormatVersion, SetID: id, Policy: testPolicy, Files: desc})
 				if err := d.Target.Put(ctx, backupset.ManifestKey(testPolicy, id), bytes.NewReader(body), int64(len(body))); err != nil {
+					t.Fatal(err)
+				}
+				// Signed by the trusted key (a writer whose clock is wrong): the date is the fault.
+				sig, _ := testSigner.Sign(signing.NamespaceManifest, body)
+				if err := d.Target.Put(ctx, backupset.SignatureKey(testPolicy, id), bytes.NewReader(sig), int64(len(sig))); err != nil {
 					t.Fatal(err)
 				}
 			},
