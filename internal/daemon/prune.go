@@ -106,6 +106,7 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 
 	// List every target first: retention on one target depends on what the others hold.
 	listings := make([][]backupset.SetEntry, len(dests))
+	unsignedSets := make([][]backupset.SetEntry, len(dests))
 	newest := ""
 	for i, d := range dests {
 		tp := &TargetPrune{Target: d.Name}
@@ -125,11 +126,17 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 			continue
 		}
 		reasons := map[string]string{}
+		unsigned := map[string]bool{}
 		for _, u := range untrusted {
 			reasons[u.ID] = u.Reason
+			unsigned[u.ID] = u.Unsigned
 		}
 		kept := entries[:0]
 		for _, e := range entries {
+			if unsigned[e.ID] {
+				unsignedSets[i] = append(unsignedSets[i], e)
+				continue
+			}
 			if r, ok := reasons[e.ID]; ok {
 				tp.GCNotes = append(tp.GCNotes, fmt.Sprintf("leave   %s  untrusted: %s", e.ID, r))
 				continue
@@ -149,7 +156,7 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 	for i, d := range dests {
 		tp := rep.Targets[i]
 		if tp.Skipped == "" {
-			pruneTarget(ctx, p, d, listings[i], newest, rpol, now(), trust, opts, tp, log)
+			pruneTarget(ctx, p, d, listings[i], unsignedSets[i], newest, rpol, now(), trust, opts, tp, log)
 		}
 		for _, e := range tp.Errs {
 			errs = append(errs, fmt.Errorf("target %s: %w", d.Name, e))
@@ -158,7 +165,7 @@ func Prune(ctx context.Context, cfg *config.Config, p *config.Policy, opts Prune
 	return rep, errors.Join(errs...)
 }
 
-func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entries []backupset.SetEntry, newest string,
+func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entries, unsigned []backupset.SetEntry, newest string,
 	rpol retention.Policy, now time.Time, trust backupset.Trust, opts PruneOptions, tp *TargetPrune, log *slog.Logger) {
 	log = log.With("target", d.Name)
 	sets := make([]retention.Set, 0, len(entries))
@@ -184,7 +191,8 @@ func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entrie
 		tp.Skipped = "no retention is configured for the policy (retention: is empty): every set is kept"
 	}
 	if tp.Skipped == "" {
-		tp.Decisions = retention.Select(sets, now, rpol)
+		tp.Decisions = append(retention.Select(sets, now, rpol), unsignedDecisions(sets, unsigned, newest, now, rpol)...)
+		slices.SortStableFunc(tp.Decisions, func(a, b retention.Decision) int { return strings.Compare(b.ID, a.ID) })
 		if err := protect(ctx, p.Name, d, tp.Decisions, now, opts, tp, log); err != nil {
 			tp.Errs = append(tp.Errs, err)
 			tp.Skipped = "the protections of sets in use could not be read: nothing is deleted while they are unknown"
@@ -347,4 +355,41 @@ func (r *PruneReport) Write(w io.Writer) {
 			fmt.Fprintf(w, "  ERROR: %v\n", err)
 		}
 	}
+}
+
+// unsignedDecisions decides the sets whose manifest has no signature at all: sets written
+// before backupd signed its sets (or planted). They must not pile up forever after an upgrade,
+// nor take the place of a signed set: they are judged by the same rules among the signed sets,
+// so that one the rules would keep (say, the monthly of a month without a signed set) stays
+// until the rules let it go, but the signed sets' own decisions are made without them (a
+// planted unsigned set never pushes a signed one out of keep_last). One newer than the newest
+// signed set is left alone: it is never counted as newest, and deleting what may be a planted
+// decoy gains nothing.
+func unsignedDecisions(signed []retention.Set, unsigned []backupset.SetEntry, newest string, now time.Time, rpol retention.Policy) []retention.Decision {
+	if len(unsigned) == 0 {
+		return nil
+	}
+	all := append([]retention.Set(nil), signed...)
+	ids := map[string]bool{}
+	for _, e := range unsigned {
+		t, err := backupset.IDTime(e.ID)
+		if err != nil {
+			continue
+		}
+		all = append(all, retention.Set{ID: e.ID, Time: t, Committed: true})
+		ids[e.ID] = true
+	}
+	var out []retention.Decision
+	for _, d := range retention.Select(all, now, rpol) {
+		if !ids[d.ID] {
+			continue
+		}
+		if newest == "" || d.ID > newest {
+			d.Keep, d.Reasons = true, []string{"unsigned and newer than the newest signed set: left alone, never counted"}
+		} else {
+			d.Reasons = append([]string{"unsigned (written before sets were signed, or planted)"}, d.Reasons...)
+		}
+		out = append(out, d)
+	}
+	return out
 }
