@@ -516,9 +516,8 @@ func drillReseal(t *testing.T, cfg *config.Config, tg backupset.Target, m *backu
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tg.Put(ctx, backupset.ManifestKey(m.Policy, m.SetID), bytes.NewReader(data), int64(len(data))); err != nil {
-		t.Fatal(err)
-	}
+	// Signed with the host's own key: the damage is what the drill must find, not the signature.
+	putSignedManifest(t, cfg, tg, m.Policy, m.SetID, data)
 }
 
 type drillMailMessage struct {

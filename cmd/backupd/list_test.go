@@ -79,3 +79,24 @@ func cfgTrust(t *testing.T, cfg *config.Config) backupset.Trust {
 	}
 	return tr
 }
+
+// putSignedManifest writes data as the manifest of a set, signed with cfg's signing key, the
+// way the host that backed up would have.
+func putSignedManifest(t *testing.T, cfg *config.Config, tg backupset.Target, policy, id string, data []byte) {
+	t.Helper()
+	s, err := signing.LoadKey(cfg.Signing.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := s.Sign(signing.NamespaceManifest, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := tg.Put(ctx, backupset.SignatureKey(policy, id), bytes.NewReader(sig), int64(len(sig))); err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.Put(ctx, backupset.ManifestKey(policy, id), bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+}

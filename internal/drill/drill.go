@@ -482,7 +482,7 @@ func (r *drillRun) restoreDatabases(ctx context.Context, src backupset.Dest, m *
 	base := restore.Options{
 		Policy:     r.policy.Name,
 		Targets:    []backupset.Dest{src}, // the target under test, and only it: no fallback
-		Set:        backupset.Query{ID: m.SetID},
+		Set:        backupset.Query{ID: m.SetID, Trust: r.trust},
 		Identities: r.opts.Identities,
 		To:         r.dsn,
 		Threads:    r.threads,
