@@ -123,7 +123,7 @@ func TestWriterCommitsOnEveryTarget(t *testing.T) {
 	ctx := context.Background()
 	setID := NewID(time.Now())
 	w, err := NewWriter(ctx, "nightly", setID, []Dest{{"a", a}, {"b", b}}, WriterOptions{
-		Signer: testSigner,
+		Signer:     testSigner,
 		Recipients: []age.Recipient{id.Recipient()}, MemSpool: 1024, SpoolDir: t.TempDir(),
 	})
 	if err != nil {
@@ -179,7 +179,7 @@ func TestFailedTargetGetsNoManifest(t *testing.T) {
 	ctx := context.Background()
 	setID := NewID(time.Now())
 	w, err := NewWriter(ctx, "p", setID, []Dest{{"good", good}, {"bad", bad}}, WriterOptions{
-		Signer: testSigner,
+		Signer:     testSigner,
 		Recipients: []age.Recipient{id.Recipient()}, MinTargets: 1,
 	})
 	if err != nil {
@@ -216,7 +216,7 @@ func TestMinTargetsFailsFast(t *testing.T) {
 	bad.failPut = func(string) error { return errors.New("access denied") }
 	ctx := context.Background()
 	w, err := NewWriter(ctx, "p", NewID(time.Now()), []Dest{{"ok", newMem()}, {"bad", bad}}, WriterOptions{
-		Signer: testSigner,
+		Signer:     testSigner,
 		Recipients: []age.Recipient{id.Recipient()},
 	})
 	if err != nil {

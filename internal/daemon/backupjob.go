@@ -208,10 +208,11 @@ func (d *Daemon) newestFor(ctx context.Context, cfg *config.Config, p *config.Po
 	if err != nil {
 		return newestSet{}, err
 	}
-	n, err := newestCommitted(ctx, dests, p.Name, d.now(), trust)
+	n, untrusted, err := newestCommitted(ctx, dests, p.Name, d.now(), trust)
 	if err != nil {
 		return n, err
 	}
+	d.untrustedSeen(ctx, cfg, p, untrusted)
 	d.mu.Lock()
 	d.newest[p.Name] = n
 	d.mu.Unlock()
@@ -267,4 +268,41 @@ func (d *Daemon) checkStale(ctx context.Context, cfg *config.Config, p *config.P
 		o.fields["newest set"] = n.ID
 	}
 	d.alerts.observe(ctx, cfg, p, o)
+}
+
+// untrustedSeen alerts once per set whose manifest is present but does not commit it, among
+// those newer than the newest committed set (the ones a planted set would be), exports how many
+// there are, and clears the alert of a set no longer among them (deleted, or overtaken by a
+// newer committed set; it is still never restored or counted).
+func (d *Daemon) untrustedSeen(ctx context.Context, cfg *config.Config, p *config.Policy, untrusted []backupset.Untrusted) {
+	d.metrics.untrustedSets.WithLabelValues(p.Name).Set(float64(len(untrusted)))
+	now := map[string]bool{}
+	for _, u := range untrusted {
+		now[u.ID] = true
+		d.log.Warn("a set on the targets is not trusted: it is never restored, drilled or counted", "policy", p.Name, "set", u.ID, "error", u.Reason)
+		d.alerts.observe(ctx, cfg, p, observation{
+			event: notify.EventUntrustedSet, sub: u.ID, failing: true, severity: notify.SeverityWarning,
+			title:    "untrusted set " + u.ID + " on the targets",
+			recovery: "set " + u.ID + " is no longer newer than the newest committed set",
+			text: fmt.Sprintf("Set %s of policy %s is on the targets but is not trusted: %s\n\n"+
+				"It is never restored, drilled, verified or counted as newest. If it is a set of yours, follow the reason above; "+
+				"if nobody knows it, someone with write access to the bucket wrote it: check the bucket's credentials and delete the set. "+
+				"`backupd list --policy %s` shows every untrusted set.", u.ID, p.Name, u.Reason, p.Name),
+			detail: u.Reason,
+			fields: map[string]string{"set": u.ID},
+		})
+	}
+	prefix := p.Name + "/" + notify.EventUntrustedSet + "/"
+	for _, inc := range d.alerts.open() {
+		id, ok := strings.CutPrefix(inc.Key, prefix)
+		if !ok || now[id] {
+			continue
+		}
+		d.alerts.observe(ctx, cfg, p, observation{
+			event: notify.EventUntrustedSet, sub: id, failing: false,
+			recovery: "set " + id + " is no longer newer than the newest committed set",
+			text:     fmt.Sprintf("Set %s of policy %s is gone from the targets, or a newer committed set exists. If it is still there, it is still never restored or counted; `backupd list --policy %s` shows it.", id, p.Name, p.Name),
+			fields:   map[string]string{"set": id},
+		})
+	}
 }

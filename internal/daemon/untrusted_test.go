@@ -50,7 +50,7 @@ func TestPlantedSetsDoNotCountAsNewest(t *testing.T) {
 			for id, body := range tt.planted {
 				put(id, body)
 			}
-			got, err := newestCommitted(ctx, []backupset.Dest{{Name: "a", Target: tg}}, "p", now, signing.NewVerifier(daemonTestSigner.Public()))
+			got, _, err := newestCommitted(ctx, []backupset.Dest{{Name: "a", Target: tg}}, "p", now, signing.NewVerifier(daemonTestSigner.Public()))
 			if err != nil || got.ID != tt.want {
 				t.Fatalf("newest committed = %q, %v; want %q", got.ID, err, tt.want)
 			}
