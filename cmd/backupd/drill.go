@@ -22,7 +22,7 @@ func init() {
 	register(&command{name: "drill", summary: "restore a set into a scratch server, prove every table equal, report RTO and RPO ('drill history' lists past drills)", run: runDrill})
 }
 
-const drillUsage = `[--config FILE] [--policy NAME] [--set ID] [--json] [--identity FILE] [--threads N] [--no-mail]
+const drillUsage = `[--config FILE] [--policy NAME] [--set ID] [--json] [--identity FILE] [--threads N] [--no-mail] [--allow-unsigned]
        backupd drill history [--config FILE] [--policy NAME] [--json]
 
 Restores the newest committed set of the policy (or --set) from one target — drill.from, or

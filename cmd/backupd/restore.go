@@ -41,9 +41,9 @@ var (
 
 const restoreUsage = `--to DSN [--config FILE] [--policy NAME] [--set ID | --before TIME]
        [--database SRC [--as DEST]] [--tables db.t1,db.t2] [--from TARGET] [--threads N]
-       [--identity FILE] [--drop-existing] [--users] [--dry-run] [--yes] [--no-verify]
+       [--identity FILE] [--drop-existing] [--users] [--dry-run] [--yes] [--no-verify] [--allow-unsigned]
    or: backupd restore storage NAME (--to-dir DIR | --to-target NAME) [--path SUBPATH]
-       [--overwrite] [--config FILE] [--policy NAME] [--set ID | --before TIME] [--yes] [--dry-run]
+       [--overwrite] [--config FILE] [--policy NAME] [--set ID | --before TIME] [--yes] [--dry-run] [--allow-unsigned]
        (also spelled: backupd restore --storage NAME ...; see backupd restore storage --help)
 
 Restores the newest committed set (or --set, or the newest finished before --before) into the

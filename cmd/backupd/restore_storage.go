@@ -183,7 +183,7 @@ func readLine(r io.Reader) (string, error) {
 
 const restoreStorageUsage = `NAME (--to-dir DIR | --to-target TARGET) [--path SUBPATH] [--overwrite]
        [--config FILE] [--policy NAME] [--set ID | --before TIME] [--from TARGET] [--threads N]
-       [--identity FILE] [--dry-run] [--yes]
+       [--identity FILE] [--dry-run] [--yes] [--allow-unsigned]
 
 Restores the storage source NAME of the newest committed set (or --set, or the newest finished
 before --before) into an empty directory or into a target of the config (a bucket), and checks

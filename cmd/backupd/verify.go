@@ -19,7 +19,7 @@ func init() {
 }
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("verify", "[--config FILE] [--policy NAME] [--set ID] [--target NAME] [--identity FILE]", stdout)
+	fs := newFlagSet("verify", "[--config FILE] [--policy NAME] [--set ID] [--target NAME] [--identity FILE] [--allow-unsigned]", stdout)
 	pf := addPolicyFlags(fs)
 	setID := fs.String("set", "", "set ID (default: the newest committed set)")
 	target := fs.String("target", "", "verify only the copy on this target (default: every target holding the set)")
