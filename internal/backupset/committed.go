@@ -52,9 +52,10 @@ const UnsignedWarning = "this set is not signed: anyone with write access to the
 func SignatureKey(policy, id string) string { return ManifestKey(policy, id) + signing.SignatureSuffix }
 
 // UntrustedError is a manifest that is present on a target but does not commit its set: it
-// is not signed by a trusted key, does not parse, was written by a newer format, names another set or policy than the key it
-// is stored under, or is dated in the future. Such a set is never restored, drilled, counted
-// as newest or deleted by retention; it is listed with Reason.
+// is not signed by a trusted key, does not parse, was written by a newer format, names another
+// set or policy than the key it is stored under, or is dated in the future. Such a set is never
+// restored, drilled, counted as newest or deleted by retention (except an unsigned one, see
+// Unsigned); it is listed with Reason.
 type UntrustedError struct {
 	Key    string
 	Reason string
