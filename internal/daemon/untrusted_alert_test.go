@@ -61,7 +61,7 @@ policies:
 	}
 	unsigned, stranger := backupset.NewID(now.Add(-2*time.Hour)), backupset.NewID(now.Add(-time.Hour))
 	plant(unsigned, nil, manifest(unsigned))
-	sig, err := daemonTestSigner.Sign(signing.NamespaceManifest, manifest(stranger))
+	sig, err := strangerSigner.Sign(signing.NamespaceManifest, manifest(stranger))
 	if err != nil {
 		t.Fatal(err)
 	}

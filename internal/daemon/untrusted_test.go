@@ -63,10 +63,25 @@ func manifestJSON(id string, at time.Time) []byte {
 	return b
 }
 
-var daemonTestSigner = func() *signing.Signer {
-	s, err := signing.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)), "daemon-test")
+// daemonTestKey signs the sets these tests write by hand; parseConfig installs it as the
+// config's own signing key, so they are trusted. strangerSigner is a key nobody trusts.
+var daemonTestKey = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+
+var daemonTestSigner, strangerSigner = mustSigner(daemonTestKey), mustSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)))
+
+func mustSigner(k ed25519.PrivateKey) *signing.Signer {
+	s, err := signing.NewSigner(k, "daemon-test")
 	if err != nil {
 		panic(err)
 	}
 	return s
-}()
+}
+
+func testSign(t testing.TB, data []byte) []byte {
+	t.Helper()
+	sig, err := daemonTestSigner.Sign(signing.NamespaceManifest, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig
+}
