@@ -8,6 +8,7 @@ import (
 
 	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/humanize"
+	"github.com/backupd/backupd/internal/keys"
 )
 
 func init() {
@@ -25,7 +26,12 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	opts := backup.Options{Logger: newLogger(ctx, stderr, *verbose), Version: buildVersion()}
+	log := newLogger(ctx, stderr, *verbose)
+	signer, err := keys.Signer(cfg, log)
+	if err != nil {
+		return err
+	}
+	opts := backup.Options{Logger: log, Version: buildVersion(), Signer: signer}
 	if isTerminal(stderr) {
 		opts.Progress = stderr
 	}

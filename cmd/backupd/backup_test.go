@@ -95,6 +95,12 @@ policies:
 				}
 				continue
 			}
+			if strings.HasSuffix(oi.Key, "/manifest.json.sig") {
+				if !bytes.HasPrefix(body, []byte("-----BEGIN SSH SIGNATURE-----\n")) {
+					t.Errorf("%s/%s is not an SSH signature: %q", tc.srv.Name, oi.Key, body)
+				}
+				continue
+			}
 			if !bytes.HasPrefix(body, []byte("age-encryption.org/v1\n")) {
 				t.Errorf("%s/%s does not start with the age header", tc.srv.Name, oi.Key)
 			}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/backupd/backupd/internal/signing"
 	"io"
 	"os"
 	"os/exec"
@@ -75,7 +76,13 @@ policies:
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	sets, _, err := backupset.List(ctx, dests[0].Target, policy, time.Now())
+	// The forged sets are signed with the writer's own key, so that the decoders behind the
+	// signature are what is exercised (a key thief's attack); unsigned ones stop earlier.
+	if forgeSigner, err = signing.LoadKey(cfg.Signing.KeyFile); err != nil {
+		t.Fatal(err)
+	}
+	trust := signing.NewVerifier(forgeSigner.Public())
+	sets, _, err := backupset.List(ctx, dests[0].Target, policy, time.Now(), trust)
 	if err != nil || len(sets) != 1 {
 		t.Fatalf("list: %d sets, %v", len(sets), err)
 	}
@@ -209,14 +216,16 @@ func forgedSQL(t *testing.T, tg backupset.Target, orig *backupset.Manifest, data
 	}()
 	for _, tc := range []struct {
 		name, key, sql, want string
+		unsigned             bool // the forger has no signing key: the signature refuses the set first
 	}{
-		{"GRANT", dataKey, "GRANT ALL ON *.* TO '" + user + "'@'%' IDENTIFIED BY 'x';", "GRANT ALL"},
-		{"CREATE USER", dataKey, "CREATE USER '" + user + "'@'%';", "CREATE USER"},
-		{"LOAD_FILE", dataKey, "INSERT INTO `t` (`id`,`v`) VALUES (9,LOAD_FILE('/etc/passwd'));", "LOAD_FILE"},
-		{"INTO OUTFILE", dataKey, "SELECT 1 INTO OUTFILE '/tmp/" + user + "';", "SELECT"},
-		{"USE other", dataKey, "USE mysql;", "USE MYSQL"},
-		{"SET GLOBAL", dataKey, "SET GLOBAL general_log = 1;", "SET of GLOBAL"},
-		{"other database", tableKey, "CREATE TABLE `mysql`.`" + user + "` (id INT);", "not of the object itself"},
+		{"GRANT", dataKey, "GRANT ALL ON *.* TO '" + user + "'@'%' IDENTIFIED BY 'x';", "GRANT ALL", false},
+		{"GRANT, unsigned", dataKey, "GRANT ALL ON *.* TO '" + user + "'@'%' IDENTIFIED BY 'x';", "GRANT ALL", true},
+		{"CREATE USER", dataKey, "CREATE USER '" + user + "'@'%';", "CREATE USER", false},
+		{"LOAD_FILE", dataKey, "INSERT INTO `t` (`id`,`v`) VALUES (9,LOAD_FILE('/etc/passwd'));", "LOAD_FILE", false},
+		{"INTO OUTFILE", dataKey, "SELECT 1 INTO OUTFILE '/tmp/" + user + "';", "SELECT", false},
+		{"USE other", dataKey, "USE mysql;", "USE MYSQL", false},
+		{"SET GLOBAL", dataKey, "SET GLOBAL general_log = 1;", "SET of GLOBAL", false},
+		{"other database", tableKey, "CREATE TABLE `mysql`.`" + user + "` (id INT);", "not of the object itself", false},
 	} {
 		t.Run("forged "+tc.name, func(t *testing.T) {
 			var b bytes.Buffer
@@ -227,7 +236,22 @@ func forgedSQL(t *testing.T, tg backupset.Target, orig *backupset.Manifest, data
 			io.WriteString(w, "SET NAMES binary;\nSET sql_mode = '';\n"+tc.sql+"\n")
 			w.Close()
 			forge(t, tg, orig, tc.key, b.Bytes(), w.Sum().PlainSize)
-			code, out, errOut := runCLI(t, "restore", "--config", cfgPath, "--policy", policy, "--to", dsn, "--as", db+"_r", "--drop-existing", "--yes")
+			args := []string{"restore", "--config", cfgPath, "--policy", policy, "--to", dsn, "--as", db + "_r", "--drop-existing", "--yes"}
+			if tc.unsigned {
+				if err := tg.Delete(ctx, backupset.SignatureKey(orig.Policy, orig.SetID)); err != nil {
+					t.Fatal(err)
+				}
+				code, out, errOut := runCLI(t, args...)
+				if code == 0 || !strings.Contains(errOut, "not signed") || !strings.Contains(errOut, "--allow-unsigned") || strings.Contains(errOut, "statement refused") {
+					t.Errorf("restore of an unsigned set: exit %d, want it refused for the missing signature before any statement is read:\n%s%s", code, out, lastLines(errOut, 4))
+				}
+				// --allow-unsigned accepts the missing signature, loudly; the allowlist still refuses.
+				args = append(args, "--allow-unsigned")
+			}
+			code, out, errOut := runCLI(t, args...)
+			if tc.unsigned && !strings.Contains(errOut, backupset.UnsignedWarning) {
+				t.Errorf("restore --allow-unsigned: no warning %q on stderr:\n%s", backupset.UnsignedWarning, lastLines(errOut, 4))
+			}
 			if code == 0 || !strings.Contains(errOut, "statement refused") || !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, tc.key) || !strings.Contains(errOut, "restore another set") {
 				t.Errorf("restore: exit %d, want a refusal naming %s and %q:\n%s%s", code, tc.key, tc.want, out, lastLines(errOut, 4))
 			}
@@ -275,10 +299,20 @@ func forge(t *testing.T, tg backupset.Target, m *backupset.Manifest, name string
 	if err != nil {
 		t.Fatal(err)
 	}
+	sig, err := forgeSigner.Sign(signing.NamespaceManifest, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.Put(ctx, backupset.SignatureKey(m.Policy, m.SetID), bytes.NewReader(sig), int64(len(sig))); err != nil {
+		t.Fatal(err)
+	}
 	if err := tg.Put(ctx, backupset.ManifestKey(m.Policy, m.SetID), bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
 }
+
+// forgeSigner is the key TestBombs signs its forged manifests with.
+var forgeSigner *signing.Signer
 
 // bombRun runs one command line in a child process (this test binary, which runs it
 // in-process) and returns its exit code, output and peak RSS.

@@ -22,7 +22,7 @@ func init() {
 	register(&command{name: "drill", summary: "restore a set into a scratch server, prove every table equal, report RTO and RPO ('drill history' lists past drills)", run: runDrill})
 }
 
-const drillUsage = `[--config FILE] [--policy NAME] [--set ID] [--json] [--identity FILE] [--threads N] [--no-mail]
+const drillUsage = `[--config FILE] [--policy NAME] [--set ID] [--json] [--identity FILE] [--threads N] [--no-mail] [--allow-unsigned]
        backupd drill history [--config FILE] [--policy NAME] [--json]
 
 Restores the newest committed set of the policy (or --set) from one target — drill.from, or
@@ -48,6 +48,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	threads := fs.Int("threads", runtime.NumCPU(), "loader connections (and downloads ahead)")
 	noMail := fs.Bool("no-mail", false, "do not mail the report to drill.notify")
 	verbose := fs.Bool("verbose", false, "log debug detail")
+	allowUnsigned := addAllowUnsignedFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ func runDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log := newLogger(ctx, stderr, *verbose)
 	rep, err := drill.Run(ctx, drill.Options{
 		Config: cfg, Policy: p, SetID: *setID, Identities: ids, Threads: *threads,
-		Logger: log, Tool: "backupd " + buildVersion(), NoMail: *noMail,
+		Logger: log, Tool: "backupd " + buildVersion(), NoMail: *noMail, AllowUnsigned: *allowUnsigned,
 		TargetOptions: targets.Options{Logger: log, Retry: restoreTargetRetry},
 	})
 	if ctx.Err() != nil {

@@ -218,7 +218,7 @@ policies:
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	sets, _, err := backupset.List(ctx, dests[0].Target, policy, time.Now())
+	sets, _, err := backupset.List(ctx, dests[0].Target, policy, time.Now(), cfgTrust(t, cfg))
 	if err != nil || len(sets) != 1 {
 		t.Fatalf("list: %d sets, %v", len(sets), err)
 	}
@@ -522,9 +522,8 @@ func drillReseal(t *testing.T, cfg *config.Config, tg backupset.Target, m *backu
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tg.Put(ctx, backupset.ManifestKey(m.Policy, m.SetID), bytes.NewReader(data), int64(len(data))); err != nil {
-		t.Fatal(err)
-	}
+	// Signed with the host's own key: the damage is what the drill must find, not the signature.
+	putSignedManifest(t, cfg, tg, m.Policy, m.SetID, data)
 }
 
 type drillMailMessage struct {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/humanize"
+	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/targets"
 	"github.com/backupd/backupd/internal/termsafe"
 )
@@ -69,7 +70,11 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	sets, err := listNewest(ctx, p.Name, dests, time.Now(), *limit)
+	trust, _, err := keys.Verifier(cfg)
+	if err != nil {
+		return err
+	}
+	sets, err := listNewest(ctx, p.Name, dests, time.Now(), *limit, trust)
 	if err != nil {
 		return err
 	}
@@ -116,8 +121,8 @@ func runList(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // listSets is listNewest reading every manifest.
-func listSets(ctx context.Context, policy string, dests []backupset.Dest, now time.Time) ([]*listedSet, error) {
-	return listNewest(ctx, policy, dests, now, 0)
+func listSets(ctx context.Context, policy string, dests []backupset.Dest, now time.Time, trust backupset.Trust) ([]*listedSet, error) {
+	return listNewest(ctx, policy, dests, now, 0, trust)
 }
 
 // listNewest merges the sets of every target by set ID, newest last: committed ones, and apart
@@ -126,7 +131,7 @@ func listSets(ctx context.Context, policy string, dests []backupset.Dest, now ti
 // manifest are listed from the listing alone (ListedOnly). A target that cannot be listed, or
 // a manifest it fails to return, fails the command: a silent gap would misreport what exists.
 // Each manifest is held only while it is summarised.
-func listNewest(ctx context.Context, policy string, dests []backupset.Dest, now time.Time, limit int) ([]*listedSet, error) {
+func listNewest(ctx context.Context, policy string, dests []backupset.Dest, now time.Time, limit int, trust backupset.Trust) ([]*listedSet, error) {
 	listings := make([][]backupset.SetEntry, len(dests))
 	var ids []string
 	for i, d := range dests {
@@ -170,7 +175,7 @@ func listNewest(ctx context.Context, policy string, dests []backupset.Dest, now 
 				s.Targets = append(s.Targets, d.Name)
 			}
 		}
-		untrusted, err := backupset.Scan(ctx, d.Target, policy, full, now, func(m *backupset.Manifest) bool {
+		untrusted, err := backupset.Scan(ctx, d.Target, policy, full, now, trust, func(m *backupset.Manifest) bool {
 			s := byID[key{id: m.SetID}]
 			if s == nil {
 				tables, rows := m.Counts()

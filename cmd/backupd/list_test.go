@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"io"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/backupd/backupd/internal/backupset"
+	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/signing"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -27,6 +30,10 @@ func TestListShowsUntrustedSets(t *testing.T) {
 		if err := tg.Put(ctx, backupset.ManifestKey("p", id), bytes.NewReader(body), int64(len(body))); err != nil {
 			t.Fatal(err)
 		}
+		sig, _ := listTestSigner.Sign(signing.NamespaceManifest, body)
+		if err := tg.Put(ctx, backupset.SignatureKey("p", id), bytes.NewReader(sig), int64(len(sig))); err != nil {
+			t.Fatal(err)
+		}
 	}
 	real := backupset.NewID(now.Add(-time.Hour))
 	good, _ := json.Marshal(backupset.Manifest{FormatVersion: backupset.FormatVersion, SetID: real, Policy: "p", StartedAt: now.Add(-time.Hour), FinishedAt: now.Add(-time.Hour)})
@@ -37,7 +44,7 @@ func TestListShowsUntrustedSets(t *testing.T) {
 	planted, _ := json.Marshal(backupset.Manifest{FormatVersion: backupset.FormatVersion, SetID: future, Policy: "p"})
 	put(future, planted)
 
-	sets, err := listSets(ctx, "p", []backupset.Dest{{Name: "a", Target: tg}}, now)
+	sets, err := listSets(ctx, "p", []backupset.Dest{{Name: "a", Target: tg}}, now, signing.NewVerifier(listTestSigner.Public()))
 	if err != nil {
 		t.Fatalf("listSets: %v", err)
 	}
@@ -90,8 +97,12 @@ func TestListReadsOnlyNewest(t *testing.T) {
 		}
 		for _, id := range ids {
 			body, _ := json.Marshal(backupset.Manifest{FormatVersion: backupset.FormatVersion, SetID: id, Policy: "p"})
-			for _, k := range []string{backupset.ObjectKey("p", id, "shop/t.00001.sql"), backupset.ManifestKey("p", id)} {
-				if err := tg.Put(ctx, k, bytes.NewReader(body), int64(len(body))); err != nil {
+			sig, err := listTestSigner.Sign(signing.NamespaceManifest, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, b := range map[string][]byte{backupset.ObjectKey("p", id, "shop/t.00001.sql"): body, backupset.SignatureKey("p", id): sig, backupset.ManifestKey("p", id): body} {
+				if err := tg.Put(ctx, k, bytes.NewReader(b), int64(len(b))); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -113,7 +124,7 @@ func TestListReadsOnlyNewest(t *testing.T) {
 			for _, c := range counters {
 				c.manifests = 0
 			}
-			sets, err := listNewest(ctx, "p", dests, now, tc.limit)
+			sets, err := listNewest(ctx, "p", dests, now, tc.limit, signing.NewVerifier(listTestSigner.Public()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -135,5 +146,44 @@ func TestListReadsOnlyNewest(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+var listTestSigner = func() *signing.Signer {
+	s, err := signing.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)), "list-test")
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+// cfgTrust is the trust the commands build from cfg.
+func cfgTrust(t *testing.T, cfg *config.Config) backupset.Trust {
+	t.Helper()
+	tr, err := trustFor(cfg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// putSignedManifest writes data as the manifest of a set, signed with cfg's signing key, the
+// way the host that backed up would have.
+func putSignedManifest(t *testing.T, cfg *config.Config, tg backupset.Target, policy, id string, data []byte) {
+	t.Helper()
+	s, err := signing.LoadKey(cfg.Signing.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := s.Sign(signing.NamespaceManifest, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := tg.Put(ctx, backupset.SignatureKey(policy, id), bytes.NewReader(sig), int64(len(sig))); err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.Put(ctx, backupset.ManifestKey(policy, id), bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
 	}
 }

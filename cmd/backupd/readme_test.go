@@ -65,7 +65,7 @@ policies:
 	if err != nil {
 		t.Fatal(err)
 	}
-	found, err := backupset.Find(t.Context(), dests, policy, backupset.Query{})
+	found, err := backupset.Find(t.Context(), dests, policy, backupset.Query{Trust: cfgTrust(t, loaded)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,9 +41,9 @@ var (
 
 const restoreUsage = `--to DSN [--config FILE] [--policy NAME] [--set ID | --before TIME]
        [--database SRC [--as DEST]] [--tables db.t1,db.t2] [--from TARGET] [--threads N]
-       [--identity FILE] [--drop-existing] [--users] [--dry-run] [--yes] [--no-verify]
+       [--identity FILE] [--drop-existing] [--users] [--dry-run] [--yes] [--no-verify] [--allow-unsigned]
    or: backupd restore storage NAME (--to-dir DIR | --to-target NAME) [--path SUBPATH]
-       [--overwrite] [--config FILE] [--policy NAME] [--set ID | --before TIME] [--yes] [--dry-run]
+       [--overwrite] [--config FILE] [--policy NAME] [--set ID | --before TIME] [--yes] [--dry-run] [--allow-unsigned]
        (also spelled: backupd restore --storage NAME ...; see backupd restore storage --help)
 
 Restores the newest committed set (or --set, or the newest finished before --before) into the
@@ -110,6 +110,9 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	ids, err := keys.Identities(cfg, *sf.identity)
 	if err != nil {
 		return &operatorError{fmt.Errorf("cannot load the private key to decrypt the set: %w", err)}
+	}
+	if query.Trust, err = trustFor(cfg, *sf.allowUnsigned); err != nil {
+		return err
 	}
 	log := newLogger(ctx, stderr, *sf.verbose)
 	dests, warns, err := openRestoreTargets(cfg, p, *sf.from, log)
@@ -251,18 +254,38 @@ func confirmRestore(w io.Writer, plan *restore.Plan) error {
 type setFlags struct {
 	setID, before, from, identity *string
 	dryRun, yes, verbose          *bool
+	allowUnsigned                 *bool
 }
 
 func addSetFlags(fs *flag.FlagSet) setFlags {
 	return setFlags{
-		setID:    fs.String("set", "", "set ID to restore (default: the newest committed set)"),
-		before:   fs.String("before", "", "restore the newest set finished before TIME: 2026-11-27T03:00:00Z, '2026-11-27 03:00' (local time), 2026-11-27, or a duration ago such as 2h"),
-		from:     fs.String("from", "", "read from this target first (default: the policy's order)"),
-		identity: fs.String("identity", "", "age identity file (default: encryption.identity_file)"),
-		dryRun:   fs.Bool("dry-run", false, "check everything, print the plan and exit without changing anything"),
-		yes:      fs.Bool("yes", false, "do not ask for confirmation"),
-		verbose:  fs.Bool("verbose", false, "log debug detail"),
+		setID:         fs.String("set", "", "set ID to restore (default: the newest committed set)"),
+		before:        fs.String("before", "", "restore the newest set finished before TIME: 2026-11-27T03:00:00Z, '2026-11-27 03:00' (local time), 2026-11-27, or a duration ago such as 2h"),
+		from:          fs.String("from", "", "read from this target first (default: the policy's order)"),
+		identity:      fs.String("identity", "", "age identity file (default: encryption.identity_file)"),
+		dryRun:        fs.Bool("dry-run", false, "check everything, print the plan and exit without changing anything"),
+		yes:           fs.Bool("yes", false, "do not ask for confirmation"),
+		verbose:       fs.Bool("verbose", false, "log debug detail"),
+		allowUnsigned: addAllowUnsignedFlag(fs),
 	}
+}
+
+func addAllowUnsignedFlag(fs *flag.FlagSet) *bool {
+	return fs.Bool("allow-unsigned", false, "also accept a set that is not signed at all (written before backupd signed its sets); "+
+		"a badly signed set, or one signed by a key not in signing.trusted_keys, is still refused")
+}
+
+// trustFor is the trust a reading command judges sets with: the config's trusted keys, and
+// with --allow-unsigned also sets without any signature.
+func trustFor(cfg *config.Config, allowUnsigned bool) (backupset.Trust, error) {
+	v, _, err := keys.Verifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if allowUnsigned {
+		return backupset.AllowUnsigned(v), nil
+	}
+	return v, nil
 }
 
 // query is the set that --set or --before chooses.

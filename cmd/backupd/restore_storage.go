@@ -70,6 +70,9 @@ func (r *storageRestore) run(ctx context.Context, stdout io.Writer) error {
 		r.log.Warn(w)
 	}
 	m := found.Manifest
+	if m.Unsigned {
+		fmt.Fprintf(stdout, "WARNING: %s (accepted because of --allow-unsigned)\n", backupset.UnsignedWarning)
+	}
 	desc, err := storage.ParseDescription(m.Files)
 	if err != nil {
 		return fmt.Errorf("read the storage part of set %s: %w", m.SetID, err)
@@ -132,6 +135,7 @@ func (r *storageRestore) run(ctx context.Context, stdout io.Writer) error {
 	res, err := storage.Restore(ctx, found.Holders, dest, storage.RestoreOptions{
 		Policy: r.policy.Name, SetID: m.SetID, Source: r.source, Identities: ids,
 		Subpath: r.subpath, Overwrite: r.overwrite, SpoolDir: spool, Workers: r.threads, Logger: r.log,
+		Trust: r.set.Trust,
 	})
 	if errors.Is(err, storage.ErrNotEmpty) {
 		return &operatorError{err}
@@ -179,7 +183,7 @@ func readLine(r io.Reader) (string, error) {
 
 const restoreStorageUsage = `NAME (--to-dir DIR | --to-target TARGET) [--path SUBPATH] [--overwrite]
        [--config FILE] [--policy NAME] [--set ID | --before TIME] [--from TARGET] [--threads N]
-       [--identity FILE] [--dry-run] [--yes]
+       [--identity FILE] [--dry-run] [--yes] [--allow-unsigned]
 
 Restores the storage source NAME of the newest committed set (or --set, or the newest finished
 before --before) into an empty directory or into a target of the config (a bucket), and checks
@@ -242,6 +246,9 @@ func runStorageRestore(ctx context.Context, stdout, stderr io.Writer, f storageR
 	}
 	cfg, p, err := f.pf.load()
 	if err != nil {
+		return err
+	}
+	if r.set.Trust, err = trustFor(cfg, *f.sf.allowUnsigned); err != nil {
 		return err
 	}
 	r.cfg, r.policy, r.log = cfg, p, newLogger(ctx, stderr, *f.sf.verbose)

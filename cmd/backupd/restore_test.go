@@ -7,6 +7,8 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"github.com/backupd/backupd/internal/keys"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -85,7 +87,11 @@ policies:
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := backup.Run(context.Background(), cfg, cfg.Policies[f.policy], backup.Options{})
+	signer, err := keys.Signer(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := backup.Run(context.Background(), cfg, cfg.Policies[f.policy], backup.Options{Signer: signer})
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}

@@ -141,8 +141,8 @@ func (dr daemonDriller) LastDrill(ctx context.Context, cfg *config.Config, p *co
 // storageGC collects the storage blobs that no committed set references any more, after
 // retention (package storage; its mark and sweep is safe while snapshots run).
 func storageGC(log *slog.Logger) prune.StorageGC {
-	return func(ctx context.Context, target string, t backupset.Target, policy string, dryRun bool) (string, error) {
-		res, err := storage.GC(ctx, t, policy, storage.GCOptions{DryRun: dryRun, Logger: log.With("target", target)})
+	return func(ctx context.Context, target string, t backupset.Target, policy string, trust backupset.Trust, dryRun bool) (string, error) {
+		res, err := storage.GC(ctx, t, policy, storage.GCOptions{DryRun: dryRun, Trust: trust, Logger: log.With("target", target)})
 		if res == nil {
 			return "", err
 		}

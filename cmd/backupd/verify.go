@@ -19,12 +19,13 @@ func init() {
 }
 
 func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("verify", "[--config FILE] [--policy NAME] [--set ID] [--target NAME] [--identity FILE]", stdout)
+	fs := newFlagSet("verify", "[--config FILE] [--policy NAME] [--set ID] [--target NAME] [--identity FILE] [--allow-unsigned]", stdout)
 	pf := addPolicyFlags(fs)
 	setID := fs.String("set", "", "set ID (default: the newest committed set)")
 	target := fs.String("target", "", "verify only the copy on this target (default: every target holding the set)")
 	identity := fs.String("identity", "", "age identity file (default: encryption.identity_file)")
 	threads := fs.Int("threads", runtime.NumCPU(), "objects checked in parallel")
+	allowUnsigned := addAllowUnsignedFlag(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -47,13 +48,20 @@ func runVerify(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
-	found, err := backupset.Find(ctx, dests, p.Name, backupset.Query{ID: *setID})
+	trust, err := trustFor(cfg, *allowUnsigned)
+	if err != nil {
+		return err
+	}
+	found, err := backupset.Find(ctx, dests, p.Name, backupset.Query{ID: *setID, Trust: trust})
 	if err != nil {
 		return classifyRestoreError(err)
 	}
 	m, holders, findWarns := found.Manifest, found.Holders, found.Warnings
 	for _, w := range append(warns, findWarns...) {
 		fmt.Fprintf(stdout, "WARN  %s\n", w)
+	}
+	if m.Unsigned {
+		log.Warn(backupset.UnsignedWarning, "set", m.SetID)
 	}
 	if len(holders) < len(dests) {
 		var missing []string

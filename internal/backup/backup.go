@@ -34,6 +34,9 @@ type Options struct {
 	Logger  *slog.Logger
 	Now     func() time.Time // injected clock; time.Now when nil
 	Metrics *targets.Metrics // nil: no target metrics
+	// Signer signs the set's manifest (required): keys.Signer builds it from the config's
+	// signing section. An unsigned set would be committed for no reader.
+	Signer backupset.Signer
 	// Progress, when set, receives a one-line status every ProgressEvery (default 1s) while the
 	// job runs: the CLI passes the terminal, the daemon nothing.
 	Progress      io.Writer
@@ -72,6 +75,9 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 	if p.MySQL == nil && len(p.Storage) == 0 {
 		return res, fmt.Errorf("policy %s has neither a mysql source nor storage: nothing to back up", p.Name)
 	}
+	if opts.Signer == nil {
+		return res, errors.New("no signing key given: every set is signed (keys.Signer builds the key from signing.key_file)")
+	}
 	recipients, recipientStrs, err := keys.Recipients(cfg, log)
 	if err != nil {
 		return res, err
@@ -99,6 +105,7 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 	var snaps []*storage.SnapshotResult // set before Commit; BeforeCommit rechecks their packs
 	w, err := backupset.NewWriter(ctx, p.Name, res.SetID, dests, backupset.WriterOptions{
 		Recipients: recipients,
+		Signer:     opts.Signer,
 		Level:      level,
 		MinTargets: min,
 		SpoolDir:   spoolDir,
@@ -205,6 +212,12 @@ func snapshotStorage(ctx context.Context, cfg *config.Config, p *config.Policy, 
 	if err != nil {
 		return nil, nil, err
 	}
+	// Packs are reused only from a set this host trusts: a planted manifest must not make a
+	// snapshot reference packs nobody vouches for.
+	trust, _, err := keys.Verifier(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	keeper, err := storage.KeepMarkers(ctx, p.Name, setID, dests, nameKey, storage.KeepOptions{Logger: log})
 	if err != nil {
 		return nil, nil, err
@@ -216,6 +229,7 @@ func snapshotStorage(ctx context.Context, cfg *config.Config, p *config.Policy, 
 			SetID:      setID,
 			Recipients: recipients,
 			NameKey:    nameKey,
+			Trust:      trust,
 			SpoolDir:   filepath.Join(cfg.StateDir, "spool"),
 			Logger:     log.With("storage", src.Name),
 			Markers:    keeper,

@@ -17,7 +17,7 @@ func committedOnTwo(t *testing.T) (a, b *memTarget, m *Manifest, id *age.X25519I
 	id, _ = age.GenerateX25519Identity()
 	a, b = newMem(), newMem()
 	ctx := context.Background()
-	w, err := NewWriter(ctx, "p", NewID(time.Now()), []Dest{{"a", a}, {"b", b}}, WriterOptions{Recipients: []age.Recipient{id.Recipient()}})
+	w, err := NewWriter(ctx, "p", NewID(time.Now()), []Dest{{"a", a}, {"b", b}}, WriterOptions{Signer: testSigner, Recipients: []age.Recipient{id.Recipient()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,11 @@ type Query struct {
 	ID     string
 	Before time.Time
 	Now    func() time.Time // injected clock, for Committed; time.Now when nil
+	// Trust decides whose signatures commit a set (see Committed); nil trusts nothing. With
+	// AllowUnsigned(trust), a signed set is still preferred: an unsigned one is chosen only
+	// when it is named by ID or no signed set matches, so a planted unsigned set never wins
+	// over the newest signed one.
+	Trust Trust
 }
 
 // Found is a committed set and the targets that hold it, in the order they were given.
@@ -69,7 +74,7 @@ func Find(ctx context.Context, dests []Dest, policy string, q Query) (*Found, er
 		wg.Go(func() {
 			a := &answers[i]
 			if q.ID != "" {
-				m, err := ReadManifest(ctx, d.Target, policy, q.ID, at)
+				m, err := ReadManifest(ctx, d.Target, policy, q.ID, at, q.Trust)
 				var ue *UntrustedError
 				switch {
 				case errors.As(err, &ue):
@@ -96,13 +101,23 @@ func Find(ctx context.Context, dests []Dest, policy string, q Query) (*Found, er
 				}
 				entries = entries[:n]
 			}
-			a.untrusted, a.err = Scan(ctx, d.Target, policy, entries, at, func(m *Manifest) bool {
+			var unsigned *Manifest // the newest matching unsigned set, when allowed
+			a.untrusted, a.err = Scan(ctx, d.Target, policy, entries, at, q.Trust, func(m *Manifest) bool {
 				if !q.Before.IsZero() && !m.FinishedAt.Before(q.Before) {
+					return true
+				}
+				if m.Unsigned {
+					if unsigned == nil {
+						unsigned = m
+					}
 					return true
 				}
 				a.m = m
 				return false
 			})
+			if a.m == nil {
+				a.m = unsigned
+			}
 			if a.m != nil {
 				a.err = nil // an unreadable manifest does not matter once a set is found
 			}
@@ -122,13 +137,15 @@ func Find(ctx context.Context, dests []Dest, policy string, q Query) (*Found, er
 			failed = append(failed, fmt.Sprintf("target %s: %v", dests[i].Name, humanize.OneLine(a.err)))
 			continue
 		}
-		if a.m != nil && (best == nil || a.m.SetID > best.SetID) {
+		if a.m != nil && (best == nil || better(a.m, best)) {
 			best = a.m
 		}
 	}
 	if best == nil {
 		var what string
 		switch {
+		case q.ID != "" && len(notTrusted) > 0:
+			what = fmt.Sprintf("set %s of policy %s is not trusted, so it is never restored, drilled or verified", q.ID, policy)
 		case q.ID != "":
 			what = fmt.Sprintf("set %s is not on any target of policy %s", q.ID, policy)
 		case !q.Before.IsZero():
@@ -150,6 +167,9 @@ func Find(ctx context.Context, dests []Dest, policy string, q Query) (*Found, er
 		return nil, &kindError{ErrNoSet, errors.New(msg)}
 	}
 	found := &Found{Manifest: best, Warnings: notTrusted}
+	if best.Unsigned {
+		found.Warnings = append(found.Warnings, fmt.Sprintf("set %s: %s", best.SetID, UnsignedWarning))
+	}
 	for i, a := range answers {
 		switch {
 		case a.m != nil && a.m.SetID == best.SetID:
@@ -159,4 +179,13 @@ func Find(ctx context.Context, dests []Dest, policy string, q Query) (*Found, er
 		}
 	}
 	return found, nil
+}
+
+// better reports whether a is preferred over b: a signed set over an unsigned one, then the
+// newer.
+func better(a, b *Manifest) bool {
+	if a.Unsigned != b.Unsigned {
+		return !a.Unsigned
+	}
+	return a.SetID > b.SetID
 }

@@ -97,13 +97,13 @@ type SetEntry struct {
 // List returns the committed sets of a policy on one target, oldest first, and apart from
 // them the sets whose manifest is present but not trusted (see Committed), newest first.
 // Every manifest is held at once: callers that need only a summary of each use Scan.
-func List(ctx context.Context, t Target, policy string, now time.Time) ([]*Manifest, []Untrusted, error) {
+func List(ctx context.Context, t Target, policy string, now time.Time, trust Trust) ([]*Manifest, []Untrusted, error) {
 	entries, err := SetKeys(ctx, t, policy)
 	if err != nil {
 		return nil, nil, err
 	}
 	var out []*Manifest
-	untrusted, err := Scan(ctx, t, policy, entries, now, func(m *Manifest) bool {
+	untrusted, err := Scan(ctx, t, policy, entries, now, trust, func(m *Manifest) bool {
 		out = append(out, m)
 		return true
 	})

@@ -4,9 +4,11 @@
 // Layout on every target (under the target's own prefix):
 //
 //	<policy>/<set-id>/<object name>.zst.age   sealed objects (age file of a zstd frame)
+//	<policy>/<set-id>/manifest.json.sig       SSH signature of manifest.json, written before it
 //	<policy>/<set-id>/manifest.json           written last; its presence is the commit
 //
-// A set without manifest.json does not exist for list, restore or retention.
+// A set without manifest.json does not exist for list, restore or retention; one whose
+// manifest is not signed by a trusted key is listed as untrusted and used by none of them.
 package backupset
 
 import (
@@ -18,6 +20,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/backupd/backupd/internal/signing"
 )
 
 // ManifestName is the commit marker of a set.
@@ -96,6 +100,11 @@ type Manifest struct {
 	Objects       []Object        `json:"objects"`
 	MySQL         json.RawMessage `json:"mysql,omitempty"` // the dump's description (package dump's Result)
 	Files         json.RawMessage `json:"files,omitempty"` // storage snapshots
+
+	// Set by Committed, never stored: the trusted key whose signature committed the set, or
+	// Unsigned when an unsigned set was accepted at the operator's request (AllowUnsigned).
+	SignedBy signing.KeyInfo `json:"-"`
+	Unsigned bool            `json:"-"`
 }
 
 // Bytes is the sealed size of the whole set.

@@ -123,6 +123,7 @@ func TestWriterCommitsOnEveryTarget(t *testing.T) {
 	ctx := context.Background()
 	setID := NewID(time.Now())
 	w, err := NewWriter(ctx, "nightly", setID, []Dest{{"a", a}, {"b", b}}, WriterOptions{
+		Signer:     testSigner,
 		Recipients: []age.Recipient{id.Recipient()}, MemSpool: 1024, SpoolDir: t.TempDir(),
 	})
 	if err != nil {
@@ -145,7 +146,7 @@ func TestWriterCommitsOnEveryTarget(t *testing.T) {
 		}
 	}
 	for _, tg := range []*memTarget{a, b} {
-		sets, _, err := List(ctx, tg, "nightly", time.Now())
+		sets, _, err := List(ctx, tg, "nightly", time.Now(), testTrust)
 		if err != nil || len(sets) != 1 {
 			t.Fatalf("List = %d sets, %v; want 1", len(sets), err)
 		}
@@ -178,6 +179,7 @@ func TestFailedTargetGetsNoManifest(t *testing.T) {
 	ctx := context.Background()
 	setID := NewID(time.Now())
 	w, err := NewWriter(ctx, "p", setID, []Dest{{"good", good}, {"bad", bad}}, WriterOptions{
+		Signer:     testSigner,
 		Recipients: []age.Recipient{id.Recipient()}, MinTargets: 1,
 	})
 	if err != nil {
@@ -195,7 +197,7 @@ func TestFailedTargetGetsNoManifest(t *testing.T) {
 	if res[1].Err == nil || !strings.Contains(res[1].Err.Error(), "two.sql") {
 		t.Errorf("bad target: got %v, want an error naming two.sql", res[1].Err)
 	}
-	if sets, _, _ := List(ctx, bad, "p", time.Now()); len(sets) != 0 {
+	if sets, _, _ := List(ctx, bad, "p", time.Now(), testTrust); len(sets) != 0 {
 		t.Errorf("failed target lists %d committed sets, want 0", len(sets))
 	}
 	// Whether one.sql reached the bad target before two.sql failed depends on scheduling; what
@@ -214,6 +216,7 @@ func TestMinTargetsFailsFast(t *testing.T) {
 	bad.failPut = func(string) error { return errors.New("access denied") }
 	ctx := context.Background()
 	w, err := NewWriter(ctx, "p", NewID(time.Now()), []Dest{{"ok", newMem()}, {"bad", bad}}, WriterOptions{
+		Signer:     testSigner,
 		Recipients: []age.Recipient{id.Recipient()},
 	})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/backupd/backupd/internal/seal"
+	"github.com/backupd/backupd/internal/signing"
 	"github.com/backupd/backupd/internal/targets"
 )
 
@@ -35,10 +36,18 @@ type Dest struct {
 	Target Target
 }
 
-// WriterOptions tune a Writer; zero values are sensible.
+// Signer signs what a host writes; *signing.Signer (keys.Signer) is one.
+type Signer interface {
+	Sign(namespace string, msg []byte) ([]byte, error)
+}
+
+// WriterOptions tune a Writer; zero values are sensible except Recipients and Signer.
 type WriterOptions struct {
 	Recipients []age.Recipient
-	Level      seal.Level
+	// Signer signs the manifest (required): a set whose manifest is not signed by a trusted
+	// key is never committed for any reader.
+	Signer Signer
+	Level  seal.Level
 	// MinTargets is how many targets must still be healthy for the set to be worth finishing;
 	// below it Create fails fast. Default: all of them.
 	MinTargets int
@@ -121,6 +130,9 @@ func NewWriter(ctx context.Context, policy, id string, dests []Dest, opts Writer
 	}
 	if len(opts.Recipients) == 0 {
 		return nil, errors.New("no age recipients: objects would not be encrypted")
+	}
+	if opts.Signer == nil {
+		return nil, errors.New("no signing key: the set's manifest would not be signed, and no host would trust it")
 	}
 	if opts.MinTargets <= 0 || opts.MinTargets > len(dests) {
 		opts.MinTargets = len(dests)
@@ -291,8 +303,9 @@ type TargetResult struct {
 }
 
 // Commit waits for every upload, confirms that each healthy target lists every object at its
-// sealed size, and then writes the manifest there — last, as the commit marker. A target that
-// failed at any point gets no manifest; its result says why.
+// sealed size, and then writes the manifest's signature and the manifest there — the manifest
+// last, as the commit marker: a signature without a manifest is an uncommitted set, collected
+// like any other. A target that failed at any point gets no manifest; its result says why.
 func (w *Writer) Commit(ctx context.Context, m *Manifest) []TargetResult {
 	w.drain()
 	if w.opts.BeforeCommit != nil {
@@ -322,8 +335,17 @@ func (w *Writer) Commit(ctx context.Context, m *Manifest) []TargetResult {
 		err = fmt.Errorf("it is %d bytes, more than the %d every reader accepts: split the policy (fewer databases or storage sources per set)", len(body), MaxManifestBytes)
 	}
 	if err != nil {
+		err = fmt.Errorf("encode manifest: %w", err)
+	}
+	var sig []byte
+	if err == nil {
+		if sig, err = w.opts.Signer.Sign(signing.NamespaceManifest, body); err != nil {
+			err = fmt.Errorf("sign manifest: %w", err)
+		}
+	}
+	if err != nil {
 		for _, d := range w.dests {
-			d.fail(fmt.Errorf("encode manifest: %w", err))
+			d.fail(err)
 		}
 	}
 
@@ -335,6 +357,11 @@ func (w *Writer) Commit(ctx context.Context, m *Manifest) []TargetResult {
 		wg.Go(func() {
 			if err := w.confirm(ctx, d, objs); err != nil {
 				d.fail(err)
+				return
+			}
+			sigKey := SignatureKey(w.policy, w.id)
+			if err := d.Target.Put(ctx, sigKey, bytes.NewReader(sig), int64(len(sig))); err != nil {
+				d.fail(fmt.Errorf("write %s: %w", sigKey, err))
 				return
 			}
 			key := ManifestKey(w.policy, w.id)

@@ -11,6 +11,7 @@ import (
 	"github.com/backupd/backupd/internal/backup"
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/notify"
 	"github.com/backupd/backupd/internal/prune"
 	"github.com/backupd/backupd/internal/schedule"
@@ -49,7 +50,13 @@ func (d *Daemon) runBackup(ctx context.Context, cfg *config.Config, p *config.Po
 	result := "failed"
 	defer func() { l.release(result) }()
 
-	res, err := backup.Run(ctx, cfg, p, backup.Options{Logger: d.log, Metrics: d.tmetrics, Version: d.opts.Version})
+	// Loaded for each job, as the config may have been reloaded; generated on first use.
+	signer, err := keys.Signer(cfg, d.log)
+	if err != nil {
+		d.backupFailed(ctx, cfg, p, nil, err, log)
+		return err
+	}
+	res, err := backup.Run(ctx, cfg, p, backup.Options{Logger: d.log, Metrics: d.tmetrics, Version: d.opts.Version, Signer: signer})
 	d.metrics.backup(res, d.now())
 	if err != nil {
 		if ctx.Err() != nil {
@@ -184,7 +191,12 @@ func (d *Daemon) checkShrink(ctx context.Context, cfg *config.Config, p *config.
 			committed = append(committed, dests[i])
 		}
 	}
-	prev, err := previousManifest(ctx, committed, p.Name, res.SetID, d.now())
+	trust, _, err := keys.Verifier(cfg)
+	if err != nil {
+		log.Warn("cannot read the trusted signing keys to compare sizes", "error", err)
+		return
+	}
+	prev, err := previousManifest(ctx, committed, p.Name, res.SetID, d.now(), trust)
 	if err != nil {
 		d.metrics.error(p.Name, errKindShrink)
 		log.Warn("cannot read the previous set to compare sizes", "error", err)
@@ -220,10 +232,15 @@ func (d *Daemon) newestFor(ctx context.Context, cfg *config.Config, p *config.Po
 	if err != nil {
 		return newestSet{}, err
 	}
-	n, err := newestCommitted(ctx, dests, p.Name, d.now())
+	trust, _, err := keys.Verifier(cfg)
+	if err != nil {
+		return newestSet{}, err
+	}
+	n, untrusted, err := newestCommitted(ctx, dests, p.Name, d.now(), trust)
 	if err != nil {
 		return n, err
 	}
+	d.untrustedSeen(ctx, cfg, p, untrusted)
 	d.mu.Lock()
 	d.newest[p.Name] = n
 	d.mu.Unlock()
@@ -288,4 +305,41 @@ func (d *Daemon) checkStale(ctx context.Context, cfg *config.Config, p *config.P
 		o.fields["newest set"] = n.ID
 	}
 	d.alerts.observe(ctx, cfg, p, o)
+}
+
+// untrustedSeen alerts once per set whose manifest is present but does not commit it, among
+// those newer than the newest committed set (the ones a planted set would be), exports how many
+// there are, and clears the alert of a set no longer among them (deleted, or overtaken by a
+// newer committed set; it is still never restored or counted).
+func (d *Daemon) untrustedSeen(ctx context.Context, cfg *config.Config, p *config.Policy, untrusted []backupset.Untrusted) {
+	d.metrics.untrustedSets.WithLabelValues(p.Name).Set(float64(len(untrusted)))
+	now := map[string]bool{}
+	for _, u := range untrusted {
+		now[u.ID] = true
+		d.log.Warn("a set on the targets is not trusted: it is never restored, drilled or counted", "policy", p.Name, "set", u.ID, "error", u.Reason)
+		d.alerts.observe(ctx, cfg, p, observation{
+			event: notify.EventUntrustedSet, sub: u.ID, failing: true, severity: notify.SeverityWarning,
+			title:    "untrusted set " + u.ID + " on the targets",
+			recovery: "set " + u.ID + " is no longer newer than the newest committed set",
+			text: fmt.Sprintf("Set %s of policy %s is on the targets but is not trusted: %s\n\n"+
+				"It is never restored, drilled, verified or counted as newest. If it is a set of yours, follow the reason above; "+
+				"if nobody knows it, someone with write access to the bucket wrote it: check the bucket's credentials and delete the set. "+
+				"`backupd list --policy %s` shows every untrusted set.", u.ID, p.Name, u.Reason, p.Name),
+			detail: u.Reason,
+			fields: map[string]string{"set": u.ID},
+		})
+	}
+	prefix := p.Name + "/" + notify.EventUntrustedSet + "/"
+	for _, inc := range d.alerts.open() {
+		id, ok := strings.CutPrefix(inc.Key, prefix)
+		if !ok || now[id] {
+			continue
+		}
+		d.alerts.observe(ctx, cfg, p, observation{
+			event: notify.EventUntrustedSet, sub: id, failing: false,
+			recovery: "set " + id + " is no longer newer than the newest committed set",
+			text:     fmt.Sprintf("Set %s of policy %s is gone from the targets, or a newer committed set exists. If it is still there, it is still never restored or counted; `backupd list --policy %s` shows it.", id, p.Name, p.Name),
+			fields:   map[string]string{"set": id},
+		})
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/signing"
 	"github.com/backupd/backupd/internal/targets"
 	"github.com/backupd/backupd/internal/testenv"
@@ -136,7 +137,11 @@ func TestPlantedClaimsDoNotStopBackups(t *testing.T) {
 					if err := d.runBackup(ctx, cfg, p, tk); err != nil {
 						t.Fatalf("tick %d (%s): got %v, want a committed set", i, tk, err)
 					}
-					n, err := newestCommitted(ctx, dests, p.Name, time.Now().Add(2*time.Hour))
+					trust, _, err := keys.Verifier(cfg)
+					if err != nil {
+						t.Fatal(err)
+					}
+					n, _, err := newestCommitted(ctx, dests, p.Name, time.Now().Add(2*time.Hour), trust)
 					if err != nil || n.ID == "" {
 						t.Fatalf("after tick %d: newest committed set %q, %v; want one", i, n.ID, err)
 					}

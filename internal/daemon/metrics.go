@@ -41,6 +41,7 @@ type Metrics struct {
 	targetResult  *prometheus.GaugeVec
 	targetSuccess *prometheus.GaugeVec
 	newestSet     *prometheus.GaugeVec
+	untrustedSets *prometheus.GaugeVec
 	sets          *prometheus.GaugeVec
 	pruned        *prometheus.CounterVec
 	collected     *prometheus.CounterVec
@@ -79,6 +80,7 @@ func newMetrics(reg prometheus.Registerer, version string) *Metrics {
 		targetResult:  g("backupd_target_last_backup_success", "1 when the last backup committed on the target, 0 when it failed there.", "policy", "target"),
 		targetSuccess: g("backupd_target_last_success_timestamp_seconds", "When a backup last committed on the target (Unix time).", "policy", "target"),
 		newestSet:     g("backupd_newest_set_timestamp_seconds", "Start time of the newest committed set on any target, as last checked (Unix time).", "policy"),
+		untrustedSets: g("backupd_untrusted_sets", "Sets newer than the newest committed set whose manifest is present but not trusted (unsigned, badly signed, signed by an untrusted key, unparseable or future-dated), as last checked.", "policy"),
 		sets:          g("backupd_sets", "Committed sets on a target after the last retention run.", "policy", "target"),
 		pruned:        c("backupd_pruned_sets_total", "Sets deleted by retention.", "policy", "target"),
 		collected:     c("backupd_collected_uncommitted_sets_total", "Uncommitted sets removed by garbage collection.", "policy", "target"),
@@ -93,7 +95,7 @@ func newMetrics(reg prometheus.Registerer, version string) *Metrics {
 	}
 	reg.MustRegister(m.lastSuccess, m.lastFinished, m.lastDuration, m.runs, m.running, m.skipped, m.nextRun, m.errors,
 		m.setBytes, m.setPlainBytes, m.setRows, m.setTables, m.targetResult, m.targetSuccess, m.newestSet, m.sets, m.pruned, m.collected,
-		m.drillResult, m.drillRTO, m.drillRPO, m.openAlerts, m.reloads, m.info)
+		m.drillResult, m.drillRTO, m.drillRPO, m.openAlerts, m.reloads, m.info, m.untrustedSets)
 	m.info.WithLabelValues(version).Set(1)
 	return m
 }
@@ -173,7 +175,7 @@ func (m *Metrics) forget(policy string) {
 	l := prometheus.Labels{"policy": policy}
 	for _, v := range []*prometheus.GaugeVec{m.lastSuccess, m.lastFinished, m.lastDuration, m.running, m.nextRun,
 		m.setBytes, m.setPlainBytes, m.setRows, m.setTables, m.targetResult, m.targetSuccess, m.newestSet, m.sets,
-		m.drillResult, m.drillRTO, m.drillRPO} {
+		m.drillResult, m.drillRTO, m.drillRPO, m.untrustedSets} {
 		v.DeletePartialMatch(l)
 	}
 	for _, v := range []*prometheus.CounterVec{m.runs, m.skipped, m.errors, m.pruned, m.collected} {

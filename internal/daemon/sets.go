@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -70,7 +71,7 @@ func tableRows(r *dump.Result) map[string]int64 {
 
 // previousManifest reads the newest committed set older than id from the first target that
 // can answer.
-func previousManifest(ctx context.Context, dests []backupset.Dest, policy, id string, now time.Time) (*backupset.Manifest, error) {
+func previousManifest(ctx context.Context, dests []backupset.Dest, policy, id string, now time.Time, trust backupset.Trust) (*backupset.Manifest, error) {
 	var errs []error
 	for _, d := range dests {
 		entries, err := backupset.SetKeysOnly(ctx, d.Target, policy)
@@ -83,7 +84,7 @@ func previousManifest(ctx context.Context, dests []backupset.Dest, policy, id st
 			n++
 		}
 		var prev *backupset.Manifest
-		_, err = backupset.Scan(ctx, d.Target, policy, entries[:n], now, func(m *backupset.Manifest) bool {
+		_, err = backupset.Scan(ctx, d.Target, policy, entries[:n], now, trust, func(m *backupset.Manifest) bool {
 			prev = m
 			return false
 		})
@@ -106,8 +107,11 @@ type newestSet struct {
 // backupset.Committed: a planted, future-dated or unreadable manifest never counts); zero when
 // there is none. Manifests are read newest first until one is trusted. It fails only when no
 // target could be listed.
-func newestCommitted(ctx context.Context, dests []backupset.Dest, policy string, now time.Time) (newestSet, error) {
-	var best newestSet
+//
+// untrusted are the sets met on the way whose manifest is present but not trusted, one per ID:
+// those newer than the newest committed set, the ones that would otherwise count as newest.
+func newestCommitted(ctx context.Context, dests []backupset.Dest, policy string, now time.Time, trust backupset.Trust) (best newestSet, untrusted []backupset.Untrusted, err error) {
+	seen := map[string]bool{}
 	var errs []error
 	listed := 0
 	for _, d := range dests {
@@ -122,19 +126,28 @@ func newestCommitted(ctx context.Context, dests []backupset.Dest, policy string,
 		for len(newer) > 0 && newer[0].ID <= best.ID {
 			newer = newer[1:]
 		}
-		_, err = backupset.Scan(ctx, d.Target, policy, newer, now, func(m *backupset.Manifest) bool {
+		us, err := backupset.Scan(ctx, d.Target, policy, newer, now, trust, func(m *backupset.Manifest) bool {
 			t, _ := backupset.IDTime(m.SetID)
 			best = newestSet{ID: m.SetID, Time: t}
 			return false
 		})
+		for _, u := range us {
+			if !seen[u.ID] {
+				seen[u.ID] = true
+				untrusted = append(untrusted, u)
+			}
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("target %s: %w", d.Name, err))
 		}
 	}
 	if listed == 0 && len(errs) > 0 {
-		return best, errors.Join(errs...)
+		return best, untrusted, errors.Join(errs...)
 	}
-	return best, nil
+	// Only those newer than the newest committed set: an older one met on another target
+	// before it was found is not what this reports.
+	untrusted = slices.DeleteFunc(untrusted, func(u backupset.Untrusted) bool { return u.ID < best.ID })
+	return best, untrusted, nil
 }
 
 // dumpOf decodes a manifest's database part; nil when it has none or it does not decode.

@@ -53,6 +53,10 @@ type Options struct {
 	// Verifier decides which past reports count (rotation, trend); nil: keys.Verifier of
 	// Config.
 	Verifier *signing.Verifier
+	// AllowUnsigned also accepts a set without any signature (written before backupd signed
+	// its sets), with a warning in the report; never a badly signed or untrusted one. Sets are
+	// judged against the config's signing.trusted_keys (backupset.Committed).
+	AllowUnsigned bool
 }
 
 // DeliveryError says the drill reached its verdict but the report did not get where it
@@ -113,6 +117,7 @@ type drillRun struct {
 	log     *slog.Logger // with the policy, target and set
 	base    *slog.Logger // with the target only: restore and storage add the policy and set
 	now     func() time.Time
+	trust   backupset.Trust
 	threads int
 	rep     *Report
 
@@ -163,6 +168,14 @@ func newDrillRun(opts Options) (*drillRun, error) {
 	}
 	if r.drill.From == "" {
 		r.drill.From = config.DrillFromRotate
+	}
+	v, _, err := keys.Verifier(r.cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.trust = v
+	if opts.AllowUnsigned {
+		r.trust = backupset.AllowUnsigned(v)
 	}
 	if r.drill.Scratch.DSN == "" && r.drill.Scratch.Embedded == nil {
 		r.drill.Scratch.Embedded = &config.EmbeddedScratch{}
@@ -300,7 +313,7 @@ func (r *drillRun) run(ctx context.Context, src backupset.Dest) {
 
 // findSet reads the set to drill from the one target the drill tests.
 func (r *drillRun) findSet(ctx context.Context, src backupset.Dest) (*backupset.Manifest, error) {
-	found, err := backupset.Find(ctx, []backupset.Dest{src}, r.policy.Name, backupset.Query{ID: r.opts.SetID, Now: r.now})
+	found, err := backupset.Find(ctx, []backupset.Dest{src}, r.policy.Name, backupset.Query{ID: r.opts.SetID, Now: r.now, Trust: r.trust})
 	switch {
 	case errors.Is(err, backupset.ErrUnreachable):
 		return nil, fmt.Errorf("target %s cannot be read: %v", src.Name, humanize.OneLine(err))
@@ -492,7 +505,7 @@ func (r *drillRun) restoreDatabases(ctx context.Context, src backupset.Dest, m *
 	base := restore.Options{
 		Policy:     r.policy.Name,
 		Targets:    []backupset.Dest{src}, // the target under test, and only it: no fallback
-		Set:        backupset.Query{ID: m.SetID},
+		Set:        backupset.Query{ID: m.SetID, Trust: r.trust},
 		Identities: r.opts.Identities,
 		To:         r.dsn,
 		Threads:    r.threads,
@@ -677,7 +690,7 @@ func (r *drillRun) restoreStorage(ctx context.Context, src backupset.Dest, m *ba
 		dir := filepath.Join(r.workspace, "storage", fmt.Sprintf("%d", i))
 		res, err := storage.Restore(ctx, []backupset.Dest{src}, storage.ToDir(dir), storage.RestoreOptions{
 			Policy: r.policy.Name, SetID: m.SetID, Source: s.Source, Identities: r.opts.Identities,
-			SpoolDir: filepath.Join(r.workspace, "spool"), Logger: r.base,
+			SpoolDir: filepath.Join(r.workspace, "spool"), Logger: r.base, Trust: r.trust,
 		})
 		s.Seconds = secs(r.now().Sub(start))
 		if res != nil {

@@ -2,7 +2,9 @@ package drill
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
+	"github.com/backupd/backupd/internal/signing"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,7 +59,7 @@ func TestDrillStorage(t *testing.T) {
 	}
 	cfg := &config.Config{
 		Targets: map[string]*config.Target{"local": {Name: "local", Type: config.TargetDir, Path: filepath.Join(base, "target")}},
-		Signing: config.Signing{KeyFile: filepath.Join(base, "signing.key")},
+		Signing: config.Signing{KeyFile: filepath.Join(base, "signing.key"), TrustedKeys: []string{storageTestSigner.Public().AuthorizedKey}},
 	}
 	p := &config.Policy{Name: "files", Targets: []string{"local"},
 		Drill: &config.Drill{From: config.DrillFromRotate, Scratch: config.Scratch{Embedded: &config.EmbeddedScratch{Dir: scratch}}}}
@@ -67,13 +69,13 @@ func TestDrillStorage(t *testing.T) {
 	}
 
 	id := backupset.NewID(time.Now())
-	w, err := backupset.NewWriter(ctx, p.Name, id, dests, backupset.WriterOptions{Recipients: rcpt, SpoolDir: base})
+	w, err := backupset.NewWriter(ctx, p.Name, id, dests, backupset.WriterOptions{Signer: storageTestSigner, Recipients: rcpt, SpoolDir: base})
 	if err != nil {
 		t.Fatal(err)
 	}
 	nameKey := make([]byte, 32)
 	rand.Read(nameKey)
-	snap, err := storage.Snapshot(ctx, storage.SourceSpec{Name: "uploads", Path: tree}, w, dests, storage.SnapshotOptions{
+	snap, err := storage.Snapshot(ctx, storage.SourceSpec{Name: "uploads", Path: tree}, w, dests, storage.SnapshotOptions{Trust: storageTestTrust,
 		Policy: p.Name, SetID: id, Recipients: rcpt, NameKey: nameKey, SpoolDir: base})
 	if err != nil {
 		t.Fatal(err)
@@ -181,3 +183,13 @@ func TestEmbeddedMissingServer(t *testing.T) {
 		t.Errorf("got %v, want an error naming the missing server binary", err)
 	}
 }
+
+var storageTestSigner = func() *signing.Signer {
+	s, err := signing.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)), "drill-test")
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+var storageTestTrust = signing.NewVerifier(storageTestSigner.Public())

@@ -34,6 +34,11 @@ const (
 	SeverityInfo     = "info"
 )
 
+// EventUntrustedSet: a set on the targets whose manifest does not commit it (not signed by a
+// trusted key, unparseable, dated in the future): never restored or counted, alerted once per
+// set.
+const EventUntrustedSet = "untrusted_set"
+
 // Notification is one message to people, independent of how it is delivered.
 type Notification struct {
 	Event    string // Event* constant

@@ -65,8 +65,13 @@ policies:
 	for i := range 3 {
 		id := backupset.NewID(now.Add(time.Duration(i-3) * time.Hour))
 		ids = append(ids, id)
-		for _, key := range []string{backupset.ObjectKey("p", id, "shop/t.00001.sql"), backupset.ManifestKey("p", id)} {
-			body, _ := json.Marshal(backupset.Manifest{FormatVersion: 1, SetID: id, Policy: "p"})
+		body, _ := json.Marshal(backupset.Manifest{FormatVersion: 1, SetID: id, Policy: "p"})
+		sig := testSign(t, body)
+		for _, o := range []struct {
+			key  string
+			body []byte
+		}{{backupset.ObjectKey("p", id, "shop/t.00001.sql"), body}, {backupset.SignatureKey("p", id), sig}, {backupset.ManifestKey("p", id), body}} {
+			key, body := o.key, o.body
 			if err := tgt.Put(ctx, key, bytes.NewReader(body), int64(len(body))); err != nil {
 				t.Fatal(err)
 			}

@@ -28,7 +28,8 @@ import (
 // committed set references any more. Run calls it on each target after deleting sets.
 // The CLI and the daemon pass one that runs storage.GC; without one, Run reports that it
 // skipped the step.
-type StorageGC func(ctx context.Context, target string, t backupset.Target, policy string, dryRun bool) (summary string, err error)
+// trust is what decides which sets are committed (backupset.Committed).
+type StorageGC func(ctx context.Context, target string, t backupset.Target, policy string, trust backupset.Trust, dryRun bool) (summary string, err error)
 
 // Options tune one retention run.
 type Options struct {
@@ -108,22 +109,19 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 	if err != nil {
 		return rep, err
 	}
-
+	// The trusted keys decide which sets are committed (backupset.Committed) and which drill
+	// reports prove a set restorable.
 	trust := opts.Trust
 	if trust == nil {
-		// Without the trusted keys no drill report counts, so nothing is proven; the rules and
-		// the newest committed set still decide.
 		if trust, _, err = keys.Verifier(cfg); err != nil {
-			log.Warn("could not load the trusted signing keys; no drill report proves a set this run", "error", err)
+			return rep, err
 		}
 	}
-	proven := map[string]bool{}
-	if trust != nil {
-		proven = provenSets(ctx, dests, p.Name, trust, log)
-	}
+	proven := provenSets(ctx, dests, p.Name, trust, log)
 
 	// List every target first: retention on one target depends on what the others hold.
 	listings := make([][]backupset.SetEntry, len(dests))
+	unsignedSets := make([][]backupset.SetEntry, len(dests))
 	newest := ""
 	for i, d := range dests {
 		tp := &TargetReport{Target: d.Name}
@@ -136,18 +134,24 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 		}
 		// Only trusted manifests commit a set (backupset.Committed): an untrusted set is neither
 		// kept as newest nor collected as uncommitted; it is left alone and reported.
-		untrusted, err := backupset.Scan(ctx, d.Target, p.Name, entries, now(), func(*backupset.Manifest) bool { return true })
+		untrusted, err := backupset.Scan(ctx, d.Target, p.Name, entries, now(), trust, func(*backupset.Manifest) bool { return true })
 		if err != nil {
 			tp.Errs = append(tp.Errs, err)
 			tp.Skipped = "the manifests of its sets could not be read"
 			continue
 		}
 		reasons := map[string]string{}
+		unsigned := map[string]bool{}
 		for _, u := range untrusted {
 			reasons[u.ID] = u.Reason
+			unsigned[u.ID] = u.Unsigned
 		}
 		kept := entries[:0]
 		for _, e := range entries {
+			if unsigned[e.ID] {
+				unsignedSets[i] = append(unsignedSets[i], e)
+				continue
+			}
 			if r, ok := reasons[e.ID]; ok {
 				tp.GCNotes = append(tp.GCNotes, fmt.Sprintf("leave   %s  untrusted: %s", e.ID, r))
 				continue
@@ -167,7 +171,7 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 	for i, d := range dests {
 		tp := rep.Targets[i]
 		if tp.Skipped == "" {
-			pruneTarget(ctx, p, d, listings[i], newest, proven, rpol, now(), opts, tp, log)
+			pruneTarget(ctx, p, d, listings[i], unsignedSets[i], newest, proven, rpol, now(), trust, opts, tp, log)
 		}
 		for _, e := range tp.Errs {
 			errs = append(errs, fmt.Errorf("target %s: %w", d.Name, e))
@@ -176,8 +180,8 @@ func Run(ctx context.Context, cfg *config.Config, p *config.Policy, opts Options
 	return rep, errors.Join(errs...)
 }
 
-func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entries []backupset.SetEntry, newest string,
-	proven map[string]bool, rpol retention.Policy, now time.Time, opts Options, tp *TargetReport, log *slog.Logger) {
+func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entries, unsigned []backupset.SetEntry, newest string,
+	proven map[string]bool, rpol retention.Policy, now time.Time, trust backupset.Trust, opts Options, tp *TargetReport, log *slog.Logger) {
 	log = log.With("target", d.Name)
 	sets := make([]retention.Set, 0, len(entries))
 	holds := false
@@ -202,7 +206,8 @@ func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entrie
 		tp.Skipped = "no retention is configured for the policy (retention: is empty): every set is kept"
 	}
 	if tp.Skipped == "" {
-		tp.Decisions = retention.Select(sets, now, rpol)
+		tp.Decisions = append(retention.Select(sets, now, rpol), unsignedDecisions(sets, unsigned, newest, now, rpol)...)
+		slices.SortStableFunc(tp.Decisions, func(a, b retention.Decision) int { return strings.Compare(b.ID, a.ID) })
 		if err := protect(ctx, p.Name, d, tp.Decisions, now, opts, tp, log); err != nil {
 			tp.Errs = append(tp.Errs, err)
 			tp.Skipped = "the protections of sets in use could not be read: nothing is deleted while they are unknown"
@@ -236,7 +241,7 @@ func pruneTarget(ctx context.Context, p *config.Policy, d backupset.Dest, entrie
 	case tp.Skipped != "" && len(tp.Errs) > 0:
 		tp.Storage = "not collected: " + tp.Skipped
 	default:
-		summary, err := opts.StorageGC(ctx, d.Name, d.Target, p.Name, opts.DryRun)
+		summary, err := opts.StorageGC(ctx, d.Name, d.Target, p.Name, trust, opts.DryRun)
 		if err != nil {
 			tp.Errs = append(tp.Errs, fmt.Errorf("collect storage blobs: %w", err))
 		}
@@ -388,4 +393,41 @@ func (r *Report) Write(w io.Writer) {
 			fmt.Fprintf(w, "  ERROR: %v\n", err)
 		}
 	}
+}
+
+// unsignedDecisions decides the sets whose manifest has no signature at all: sets written
+// before backupd signed its sets (or planted). They must not pile up forever after an upgrade,
+// nor take the place of a signed set: they are judged by the same rules among the signed sets,
+// so that one the rules would keep (say, the monthly of a month without a signed set) stays
+// until the rules let it go, but the signed sets' own decisions are made without them (a
+// planted unsigned set never pushes a signed one out of keep_last). One newer than the newest
+// signed set is left alone: it is never counted as newest, and deleting what may be a planted
+// decoy gains nothing.
+func unsignedDecisions(signed []retention.Set, unsigned []backupset.SetEntry, newest string, now time.Time, rpol retention.Policy) []retention.Decision {
+	if len(unsigned) == 0 {
+		return nil
+	}
+	all := append([]retention.Set(nil), signed...)
+	ids := map[string]bool{}
+	for _, e := range unsigned {
+		t, err := backupset.IDTime(e.ID)
+		if err != nil {
+			continue
+		}
+		all = append(all, retention.Set{ID: e.ID, Time: t, Committed: true})
+		ids[e.ID] = true
+	}
+	var out []retention.Decision
+	for _, d := range retention.Select(all, now, rpol) {
+		if !ids[d.ID] {
+			continue
+		}
+		if newest == "" || d.ID > newest {
+			d.Keep, d.Reasons = true, []string{"unsigned and newer than the newest signed set: left alone, never counted"}
+		} else {
+			d.Reasons = append([]string{"unsigned (written before sets were signed, or planted)"}, d.Reasons...)
+		}
+		out = append(out, d)
+	}
+	return out
 }

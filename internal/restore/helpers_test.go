@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"github.com/backupd/backupd/internal/keys"
 	"io"
 	"log/slog"
 	"net/url"
@@ -141,7 +142,11 @@ func setConfig(t testing.TB, dsn string, dbs []string, chunk string) (*config.Co
 // makeSet backs up the policy once and returns the committed manifest.
 func makeSet(t testing.TB, cfg *config.Config, p *config.Policy) *backupset.Manifest {
 	t.Helper()
-	res, err := backup.Run(context.Background(), cfg, p, backup.Options{Logger: testLogger(t)})
+	signer, err := keys.Signer(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := backup.Run(context.Background(), cfg, p, backup.Options{Logger: testLogger(t), Signer: signer})
 	if err != nil {
 		t.Fatalf("backup.Run: %v", err)
 	}
@@ -388,4 +393,14 @@ func runRunbookScript(t testing.TB, cfg *config.Config, m *backupset.Manifest, d
 	if err != nil {
 		t.Fatalf("the runbook's script: %v\n%s", err, out)
 	}
+}
+
+// trustOf is the trust the commands build from cfg: its signing.trusted_keys, or the host's own key.
+func trustOf(t testing.TB, cfg *config.Config) backupset.Trust {
+	t.Helper()
+	v, _, err := keys.Verifier(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -33,7 +33,7 @@ func TestRestore(t *testing.T) {
 	dests := openTargets(t, cfg, p)
 	opts := func() restore.Options {
 		return restore.Options{Policy: p.Name, Targets: dests, Identities: identities(t, cfg), To: dsn,
-			Threads: 3, SpoolDir: t.TempDir(), Logger: testLogger(t)}
+			Set: backupset.Query{Trust: trustOf(t, cfg)}, Threads: 3, SpoolDir: t.TempDir(), Logger: testLogger(t)}
 	}
 
 	t.Run("whole set onto existing databases refuses and changes nothing", func(t *testing.T) {

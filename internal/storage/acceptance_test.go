@@ -209,7 +209,7 @@ func TestAcceptanceDirectorySource(t *testing.T) {
 		for _, id := range []string{id1, id2, id3} {
 			deleteSet(t, dest.Target, id)
 		}
-		gcOpts := GCOptions{Now: func() time.Time { return time.Now().Add(7 * time.Hour) }} // past the grace period
+		gcOpts := GCOptions{Trust: testTrust, Now: func() time.Time { return time.Now().Add(7 * time.Hour) }} // past the grace period
 		dry, err := GC(ctx, dest.Target, testPolicy, withDryRun(gcOpts))
 		if err != nil {
 			t.Fatal(err)
@@ -302,7 +302,7 @@ func sameSet(got []string, want map[string]bool) bool {
 
 func setPacks(t testing.TB, tg backupset.Target, id string) []string {
 	t.Helper()
-	m, err := backupset.ReadManifest(context.Background(), tg, testPolicy, id, time.Now())
+	m, err := backupset.ReadManifest(context.Background(), tg, testPolicy, id, time.Now(), testTrust)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +366,7 @@ func TestAcceptanceBucketSource(t *testing.T) {
 	t.Run("restore to a bucket", func(t *testing.T) {
 		outSpec := s3Bucket(t, minio)
 		out := s3Dest(t, "restored", outSpec)
-		res, err := Restore(ctx, dests, ToTarget("restored", out.Target, "restored/app"), RestoreOptions{
+		res, err := Restore(ctx, dests, ToTarget("restored", out.Target, "restored/app"), RestoreOptions{Trust: testTrust,
 			Policy: testPolicy, SetID: id1, Source: "media", Identities: k.ids, SpoolDir: t.TempDir(),
 		})
 		if err != nil {

@@ -22,7 +22,7 @@ import (
 func craftedSet(t *testing.T, ctx context.Context, k testKeys, dests []backupset.Dest, entries []*Entry, contents map[string][]byte) string {
 	t.Helper()
 	id := nextSetID()
-	w, err := backupset.NewWriter(ctx, testPolicy, id, dests, backupset.WriterOptions{Recipients: k.rcpt, SpoolDir: t.TempDir()})
+	w, err := backupset.NewWriter(ctx, testPolicy, id, dests, backupset.WriterOptions{Signer: testSigner, Recipients: k.rcpt, SpoolDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func craftedSet(t *testing.T, ctx context.Context, k testKeys, dests []backupset
 		}
 		return nil
 	}
-	res, err := snapshot(ctx, SourceSpec{Name: "evil", Path: "/nonexistent"}, w, dests, SnapshotOptions{
+	res, err := snapshot(ctx, SourceSpec{Name: "evil", Path: "/nonexistent"}, w, dests, SnapshotOptions{Trust: testTrust,
 		Policy: testPolicy, SetID: id, Recipients: k.rcpt, NameKey: k.nameKey, SpoolDir: t.TempDir(),
 	}, walk)
 	if err != nil {
@@ -279,13 +279,13 @@ func TestUploadFailureFailsTheSnapshot(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "src")
 	smallTree(t, src)
 	id := nextSetID()
-	w, err := backupset.NewWriter(ctx, testPolicy, id, dests, backupset.WriterOptions{Recipients: k.rcpt, SpoolDir: t.TempDir()})
+	w, err := backupset.NewWriter(ctx, testPolicy, id, dests, backupset.WriterOptions{Signer: testSigner, Recipients: k.rcpt, SpoolDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := Snapshot(ctx, SourceSpec{Name: "up", Path: src}, w, dests, SnapshotOptions{
+		_, err := Snapshot(ctx, SourceSpec{Name: "up", Path: src}, w, dests, SnapshotOptions{Trust: testTrust,
 			Policy: testPolicy, SetID: id, Recipients: k.rcpt, NameKey: k.nameKey, PackSize: 64 << 10, SpoolDir: t.TempDir(),
 		})
 		done <- err
@@ -367,7 +367,7 @@ func TestRestoreDestinationRules(t *testing.T) {
 	})
 	t.Run("wrong key", func(t *testing.T) {
 		other := newTestKeys(t)
-		_, err := Restore(ctx, dests, ToDir(filepath.Join(t.TempDir(), "x")), RestoreOptions{Policy: testPolicy, SetID: id, Source: "up", Identities: other.ids})
+		_, err := Restore(ctx, dests, ToDir(filepath.Join(t.TempDir(), "x")), RestoreOptions{Trust: testTrust, Policy: testPolicy, SetID: id, Source: "up", Identities: other.ids})
 		if err == nil || !strings.Contains(err.Error(), "no identity matches") {
 			t.Errorf("got %v, want the wrong-key error", err)
 		}
@@ -469,7 +469,7 @@ func TestSnapshotRefusesBadInput(t *testing.T) {
 	ctx := context.Background()
 	k := newTestKeys(t)
 	d, _ := newDirTarget(t, "a")
-	good := SnapshotOptions{Policy: testPolicy, SetID: nextSetID(), Recipients: k.rcpt, NameKey: k.nameKey}
+	good := SnapshotOptions{Trust: testTrust, Policy: testPolicy, SetID: nextSetID(), Recipients: k.rcpt, NameKey: k.nameKey}
 	src := t.TempDir()
 	tests := []struct {
 		name    string
@@ -492,7 +492,7 @@ func TestSnapshotRefusesBadInput(t *testing.T) {
 			if tt.mod != nil {
 				tt.mod(&o)
 			}
-			w, err := backupset.NewWriter(ctx, testPolicy, o.SetID, []backupset.Dest{d}, backupset.WriterOptions{Recipients: k.rcpt})
+			w, err := backupset.NewWriter(ctx, testPolicy, o.SetID, []backupset.Dest{d}, backupset.WriterOptions{Signer: testSigner, Recipients: k.rcpt})
 			if err != nil {
 				t.Fatal(err)
 			}

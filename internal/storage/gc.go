@@ -25,7 +25,10 @@ type GCOptions struct {
 	MarkerMaxAge time.Duration
 	DryRun       bool // report what would be deleted, delete nothing
 	Now          func() time.Time
-	Logger       *slog.Logger
+	// Trust decides which sets are committed (backupset.Committed); nil trusts nothing, so
+	// every set is untrusted and only the conservative rule for them keeps packs.
+	Trust  backupset.Trust
+	Logger *slog.Logger
 }
 
 // GCObject is an object garbage collection deleted, would delete, or kept.
@@ -108,7 +111,7 @@ func GC(ctx context.Context, t backupset.Target, policy string, opts GCOptions) 
 	res := &GCResult{DryRun: opts.DryRun}
 
 	// 1. mark
-	mk := &marking{marked: map[string]bool{}, counted: map[string]bool{}, now: now()}
+	mk := &marking{marked: map[string]bool{}, counted: map[string]bool{}, now: now(), trust: opts.Trust}
 	sets, err := backupset.SetKeys(ctx, t, policy)
 	if err != nil {
 		return res, err
@@ -250,6 +253,7 @@ var gcTestHookListed func()
 // marking is what the mark steps of one collection have learnt.
 type marking struct {
 	now     time.Time
+	trust   backupset.Trust
 	marked  map[string]bool // packs referenced
 	counted map[string]bool // sets whose manifest was read
 	// untrusted sets, and the last write of those whose references could not be read
@@ -262,7 +266,7 @@ func (mk *marking) markSets(ctx context.Context, t backupset.Target, policy stri
 		if !s.Committed || mk.counted[s.ID] {
 			continue
 		}
-		m, err := backupset.ReadManifest(ctx, t, policy, s.ID, mk.now)
+		m, err := backupset.ReadManifest(ctx, t, policy, s.ID, mk.now, mk.trust)
 		var ue *backupset.UntrustedError
 		switch {
 		case errors.Is(err, targets.ErrNotFound):
@@ -318,7 +322,7 @@ type SetUsage struct {
 
 // Usage accounts the blob area's packs to the committed sets of a policy on one target, so
 // retention can say what deleting a set frees. Pack sizes come from one listing.
-func Usage(ctx context.Context, t backupset.Target, policy string, now time.Time) ([]SetUsage, error) {
+func Usage(ctx context.Context, t backupset.Target, policy string, now time.Time, trust backupset.Trust) ([]SetUsage, error) {
 	sets, err := backupset.SetKeys(ctx, t, policy)
 	if err != nil {
 		return nil, err
@@ -334,7 +338,7 @@ func Usage(ctx context.Context, t backupset.Target, policy string, now time.Time
 		if !s.Committed {
 			continue
 		}
-		m, err := backupset.ReadManifest(ctx, t, policy, s.ID, now)
+		m, err := backupset.ReadManifest(ctx, t, policy, s.ID, now, trust)
 		if errors.Is(err, backupset.ErrUntrusted) {
 			continue // not a set retention can delete
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/backupd/backupd/internal/signing"
 	"os"
 	"path/filepath"
 	"slices"
@@ -57,10 +58,10 @@ func TestGCRules(t *testing.T) {
 		check       func(t *testing.T, res *GCResult)
 	}{
 		{
-			name: "unreferenced packs past the grace period go", opts: GCOptions{Now: later(7 * time.Hour)}, wantDeleted: true,
+			name: "unreferenced packs past the grace period go", opts: GCOptions{Trust: testTrust, Now: later(7 * time.Hour)}, wantDeleted: true,
 		},
 		{
-			name: "dry run deletes nothing", opts: GCOptions{Now: later(7 * time.Hour), DryRun: true},
+			name: "dry run deletes nothing", opts: GCOptions{Trust: testTrust, Now: later(7 * time.Hour), DryRun: true},
 			check: func(t *testing.T, res *GCResult) {
 				if len(res.Deleted) == 0 {
 					t.Errorf("dry run reports nothing to delete")
@@ -68,7 +69,7 @@ func TestGCRules(t *testing.T) {
 			},
 		},
 		{
-			name: "young packs are kept", opts: GCOptions{},
+			name: "young packs are kept", opts: GCOptions{Trust: testTrust},
 			check: func(t *testing.T, res *GCResult) {
 				if len(res.KeptYoung) == 0 {
 					t.Errorf("no pack reported kept for its age")
@@ -80,7 +81,7 @@ func TestGCRules(t *testing.T) {
 			setup: func(t *testing.T, ctx context.Context, d backupset.Dest, k testKeys) {
 				putMarker(t, ctx, d, k, nextSetID())
 			},
-			opts: GCOptions{Now: later(7 * time.Hour)},
+			opts: GCOptions{Trust: testTrust, Now: later(7 * time.Hour)},
 			check: func(t *testing.T, res *GCResult) {
 				if len(res.Deferred) != 1 {
 					t.Errorf("deferred by %v, want one marker", res.Deferred)
@@ -92,7 +93,7 @@ func TestGCRules(t *testing.T) {
 			setup: func(t *testing.T, ctx context.Context, d backupset.Dest, k testKeys) {
 				putMarker(t, ctx, d, k, nextSetID())
 			},
-			opts: GCOptions{Now: later(25 * time.Hour)}, wantDeleted: true,
+			opts: GCOptions{Trust: testTrust, Now: later(25 * time.Hour)}, wantDeleted: true,
 			check: func(t *testing.T, res *GCResult) {
 				stale := slices.ContainsFunc(res.RetiredMarkers, func(k string) bool { return strings.Contains(k, ".other.") })
 				if !stale || len(res.Deferred) != 0 {
@@ -111,7 +112,7 @@ func TestGCRules(t *testing.T) {
 					}
 				}
 			},
-			opts: GCOptions{Now: later(7 * time.Hour)},
+			opts: GCOptions{Trust: testTrust, Now: later(7 * time.Hour)},
 			check: func(t *testing.T, res *GCResult) {
 				if len(res.Sets) != 0 {
 					t.Errorf("counted sets %v, want none (all were deleted)", res.Sets)
@@ -126,7 +127,7 @@ func TestGCRules(t *testing.T) {
 					t.Fatal(err)
 				}
 			},
-			opts: GCOptions{Now: later(7 * time.Hour)},
+			opts: GCOptions{Trust: testTrust, Now: later(7 * time.Hour)},
 			check: func(t *testing.T, res *GCResult) {
 				if len(res.Untrusted) != 1 || len(res.KeptUntrusted) == 0 || len(res.Sets) != 1 {
 					t.Errorf("untrusted %v, kept for it %d packs, counted sets %v; want one untrusted set keeping the garbage, one set counted",
@@ -147,8 +148,13 @@ func TestGCRules(t *testing.T) {
 				if err := d.Target.Put(ctx, backupset.ManifestKey(testPolicy, id), bytes.NewReader(body), int64(len(body))); err != nil {
 					t.Fatal(err)
 				}
+				// Signed by the trusted key (a writer whose clock is wrong): the date is the fault.
+				sig, _ := testSigner.Sign(signing.NamespaceManifest, body)
+				if err := d.Target.Put(ctx, backupset.SignatureKey(testPolicy, id), bytes.NewReader(sig), int64(len(sig))); err != nil {
+					t.Fatal(err)
+				}
 			},
-			opts: GCOptions{Now: later(7 * time.Hour)},
+			opts: GCOptions{Trust: testTrust, Now: later(7 * time.Hour)},
 			check: func(t *testing.T, res *GCResult) {
 				if len(res.Untrusted) != 1 || !strings.Contains(res.Untrusted[0], "in the future") || len(res.KeptUntrusted) != 0 {
 					t.Errorf("untrusted %v, kept for it %d packs; want one set dated in the future whose listed packs are marked",
@@ -205,7 +211,7 @@ func putMarker(t *testing.T, ctx context.Context, d backupset.Dest, k testKeys, 
 	t.Helper()
 	keys, _ := newKeyring(k.nameKey)
 	sn := &snapshotter{st: &store{dests: []backupset.Dest{d}}, res: &SnapshotResult{Uploaded: map[string]int64{}}, keys: keys,
-		now: time.Now, spec: SourceSpec{Name: "other"}, opts: SnapshotOptions{Policy: testPolicy, SetID: setID}}
+		now: time.Now, spec: SourceSpec{Name: "other"}, opts: SnapshotOptions{Trust: testTrust, Policy: testPolicy, SetID: setID}}
 	if err := sn.putMarkers(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +234,7 @@ func TestGCWhileASnapshotRuns(t *testing.T) {
 		testHookAfterLoad = nil
 		deleteSet(t, d.Target, id1)
 		var err error
-		gc, err = GC(ctx, d.Target, testPolicy, GCOptions{Now: later(7 * time.Hour)})
+		gc, err = GC(ctx, d.Target, testPolicy, GCOptions{Trust: testTrust, Now: later(7 * time.Hour)})
 		if err != nil {
 			t.Error(err)
 		}
@@ -252,7 +258,7 @@ func TestGCWhileASnapshotRuns(t *testing.T) {
 
 	// Once set 2 has committed, the next collection retires its marker and finds nothing to
 	// delete: set 2 references every pack set 1 had.
-	after, err := GC(ctx, d.Target, testPolicy, GCOptions{Now: later(7 * time.Hour)})
+	after, err := GC(ctx, d.Target, testPolicy, GCOptions{Trust: testTrust, Now: later(7 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +270,7 @@ func TestGCWhileASnapshotRuns(t *testing.T) {
 func TestUsage(t *testing.T) {
 	ctx, _, d, _, id2, garbage := gcScenario(t)
 	_ = garbage
-	u, err := Usage(ctx, d.Target, testPolicy, time.Now())
+	u, err := Usage(ctx, d.Target, testPolicy, time.Now(), testTrust)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,10 +3,12 @@ package storage
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/backupd/backupd/internal/signing"
 	"io"
 	"io/fs"
 	mrand "math/rand/v2"
@@ -110,11 +112,11 @@ type snapOpts struct {
 func makeSet(t testing.TB, ctx context.Context, k testKeys, dests []backupset.Dest, spec SourceSpec, so snapOpts) (string, *SnapshotResult) {
 	t.Helper()
 	id := nextSetID()
-	w, err := backupset.NewWriter(ctx, testPolicy, id, dests, backupset.WriterOptions{Recipients: k.rcpt, SpoolDir: t.TempDir()})
+	w, err := backupset.NewWriter(ctx, testPolicy, id, dests, backupset.WriterOptions{Signer: testSigner, Recipients: k.rcpt, SpoolDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := Snapshot(ctx, spec, w, dests, SnapshotOptions{
+	res, err := Snapshot(ctx, spec, w, dests, SnapshotOptions{Trust: testTrust,
 		Policy: testPolicy, SetID: id, Recipients: k.rcpt, NameKey: k.nameKey, PackSize: so.packSize,
 		SpoolDir: t.TempDir(),
 	})
@@ -136,7 +138,7 @@ func makeSet(t testing.TB, ctx context.Context, k testKeys, dests []backupset.De
 
 func restoreDir(t testing.TB, ctx context.Context, k testKeys, from []backupset.Dest, id, source, dir string, mod func(*RestoreOptions)) (*RestoreResult, error) {
 	t.Helper()
-	opts := RestoreOptions{Policy: testPolicy, SetID: id, Source: source, Identities: k.ids, SpoolDir: t.TempDir()}
+	opts := RestoreOptions{Trust: testTrust, Policy: testPolicy, SetID: id, Source: source, Identities: k.ids, SpoolDir: t.TempDir()}
 	if mod != nil {
 		mod(&opts)
 	}
@@ -405,3 +407,14 @@ func dirTargetAt(t testing.TB, dir string) backupset.Dest {
 	}
 	return backupset.Dest{Name: "local", Target: tg}
 }
+
+// testSigner signs the sets these tests write; testTrust trusts it alone.
+var testSigner = func() *signing.Signer {
+	s, err := signing.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)), "storage-test")
+	if err != nil {
+		panic(err)
+	}
+	return s
+}()
+
+var testTrust = signing.NewVerifier(testSigner.Public())

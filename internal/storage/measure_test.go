@@ -133,11 +133,11 @@ func unreadableChild(t *testing.T, src string) {
 	d, _ := newDirTarget(t, "local")
 	dests := []backupset.Dest{d}
 	id := nextSetID()
-	w, err := backupset.NewWriter(ctx, testPolicy, id, dests, backupset.WriterOptions{Recipients: k.rcpt, SpoolDir: t.TempDir()})
+	w, err := backupset.NewWriter(ctx, testPolicy, id, dests, backupset.WriterOptions{Signer: testSigner, Recipients: k.rcpt, SpoolDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Snapshot(ctx, SourceSpec{Name: "up", Path: src}, w, dests, SnapshotOptions{
+	_, err = Snapshot(ctx, SourceSpec{Name: "up", Path: src}, w, dests, SnapshotOptions{Trust: testTrust,
 		Policy: testPolicy, SetID: id, Recipients: k.rcpt, NameKey: k.nameKey, SpoolDir: t.TempDir(),
 	})
 	w.Abort(ctx)

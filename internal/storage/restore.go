@@ -36,6 +36,9 @@ type RestoreOptions struct {
 	Workers   int    // packs read in parallel; default 4
 	Logger    *slog.Logger
 	Now       func() time.Time // injected clock, for judging the manifest; time.Now when nil
+	// Trust decides whose signature commits the set (backupset.Committed); nil trusts nothing.
+	// backupset.AllowUnsigned(trust) also accepts an unsigned set.
+	Trust backupset.Trust
 }
 
 // RestoreResult describes a finished restore.

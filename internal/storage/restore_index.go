@@ -32,7 +32,7 @@ func openIndexRoot(ctx context.Context, from []backupset.Dest, opts RestoreOptio
 		now = opts.Now
 	}
 	for _, d := range from {
-		m, err := backupset.ReadManifest(ctx, d.Target, opts.Policy, opts.SetID, now())
+		m, err := backupset.ReadManifest(ctx, d.Target, opts.Policy, opts.SetID, now(), opts.Trust)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("target %s: %w", d.Name, err))
 			continue

@@ -41,6 +41,10 @@ type SnapshotOptions struct {
 	SpoolDir string     // for the temporary index stream; default os.TempDir()
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Trust decides which sets count as committed when the packs of the newest one are reused
+	// and in-progress markers retired (backupset.Committed); nil trusts nothing, so nothing
+	// is reused.
+	Trust backupset.Trust
 	// SourceTargetOptions are used to open a bucket source (logging, metrics, retries).
 	SourceTargetOptions targets.Options
 	// Markers, when set, keeps this snapshot's in-progress marker fresh after Snapshot
@@ -168,6 +172,7 @@ func snapshot(ctx context.Context, spec SourceSpec, sink SetSink, dests []backup
 
 	st := newStore(opts.Policy, dests, opts.Recipients, opts.Level, opts.PackSize, keys, log)
 	st.now = now
+	st.trust = opts.Trust
 	res := &SnapshotResult{Source: spec.Name, Kind: spec.kind(), Index: IndexObjectName(spec.Name), Uploaded: map[string]int64{}}
 	sn := &snapshotter{st: st, res: res, log: log, match: match, keys: keys, now: now, spec: spec, opts: opts}
 

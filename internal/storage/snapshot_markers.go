@@ -94,7 +94,7 @@ func (sn *snapshotter) retireMarkers(ctx context.Context) {
 			if !listed[set] {
 				return false
 			}
-			_, err := backupset.ReadManifest(ctx, d.Target, sn.opts.Policy, set, sn.now())
+			_, err := backupset.ReadManifest(ctx, d.Target, sn.opts.Policy, set, sn.now(), sn.opts.Trust)
 			return err == nil
 		}
 		var stale []string

@@ -47,6 +47,7 @@ type store struct {
 	keys       *keyring
 	log        *slog.Logger
 	now        func() time.Time
+	trust      backupset.Trust
 	all        uint64 // bit i: dests[i]
 
 	packs   []knownPack // every pack this snapshot may reference
@@ -403,7 +404,7 @@ func (s *store) uploadPack(ctx context.Context, p *openPack) {
 func (s *store) load(ctx context.Context) (warnings []string, err error) {
 	live := make([]map[string]bool, len(s.dests))
 	for i, d := range s.dests {
-		base, w, err := newestDescription(ctx, d.Target, s.policy, s.now())
+		base, w, err := newestDescription(ctx, d.Target, s.policy, s.now(), s.trust)
 		warnings = append(warnings, w...)
 		if err != nil {
 			return warnings, fmt.Errorf("target %s: %w", d.Name, err)
@@ -604,7 +605,7 @@ func listPacks(ctx context.Context, t backupset.Target, policy string) (map[stri
 
 // newestDescription returns the files section of the newest committed set that has one.
 // Unreadable manifests are skipped with a warning: dedup is an optimisation.
-func newestDescription(ctx context.Context, t backupset.Target, policy string, now time.Time) (*Description, []string, error) {
+func newestDescription(ctx context.Context, t backupset.Target, policy string, now time.Time, trust backupset.Trust) (*Description, []string, error) {
 	sets, err := backupset.SetKeys(ctx, t, policy)
 	if err != nil {
 		return nil, nil, err
@@ -614,7 +615,7 @@ func newestDescription(ctx context.Context, t backupset.Target, policy string, n
 		if !sets[i].Committed {
 			continue
 		}
-		m, err := backupset.ReadManifest(ctx, t, policy, sets[i].ID, now)
+		m, err := backupset.ReadManifest(ctx, t, policy, sets[i].ID, now, trust)
 		if err != nil {
 			warnings = append(warnings, fmt.Sprintf("set %s: %v", sets[i].ID, err))
 			continue

@@ -104,7 +104,7 @@ func TestDamagedStanzaFallsBack(t *testing.T) {
 
 func readRootForTest(t *testing.T, ctx context.Context, k testKeys, d backupset.Dest, id string) *indexRoot {
 	t.Helper()
-	m, err := backupset.ReadManifest(ctx, d.Target, testPolicy, id, time.Now())
+	m, err := backupset.ReadManifest(ctx, d.Target, testPolicy, id, time.Now(), testTrust)
 	if err != nil {
 		t.Fatal(err)
 	}
