@@ -110,7 +110,7 @@ func TestGettingStarted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		found, err := backupset.Find(t.Context(), dests, "demo", backupset.Query{})
+		found, err := backupset.Find(t.Context(), dests, "demo", backupset.Query{Trust: cfgTrust(t, cfg)})
 		if err != nil {
 			t.Fatalf("no committed set of policy demo in bucket %s: %v", bucket, err)
 		}

@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
+	"github.com/backupd/backupd/internal/keys"
 	"github.com/backupd/backupd/internal/seal"
 	"github.com/backupd/backupd/internal/targets"
 	"github.com/backupd/backupd/internal/testenv"
@@ -77,7 +79,11 @@ policies:
 	defer func() { testHookBeforeCommit = nil }()
 
 	ctx := context.Background()
-	res, err := Run(ctx, cfg, cfg.Policies[policy], Options{})
+	signer, err := keys.Signer(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(ctx, cfg, cfg.Policies[policy], Options{Signer: signer})
 	if deleted == "" {
 		t.Fatal("the hook found no pack to delete")
 	}

@@ -59,7 +59,7 @@ func TestDrillStorage(t *testing.T) {
 	}
 	cfg := &config.Config{
 		Targets: map[string]*config.Target{"local": {Name: "local", Type: config.TargetDir, Path: filepath.Join(base, "target")}},
-		Signing: config.Signing{KeyFile: filepath.Join(base, "signing.key"), TrustedKeys: []string{storageTestSigner.Public().AuthorizedKey}},
+		Signing: config.Signing{TrustedKeys: []string{storageTestSigner.Public().AuthorizedKey}},
 	}
 	p := &config.Policy{Name: "files", Targets: []string{"local"},
 		Drill: &config.Drill{From: config.DrillFromRotate, Scratch: config.Scratch{Embedded: &config.EmbeddedScratch{Dir: scratch}}}}
@@ -92,7 +92,7 @@ func TestDrillStorage(t *testing.T) {
 
 	drill := func() *Report {
 		t.Helper()
-		rep, err := Run(ctx, Options{Config: cfg, Policy: p, Identities: ids, Threads: 2})
+		rep, err := Run(ctx, Options{Config: cfg, Policy: p, Identities: ids, Threads: 2, Signer: storageTestSigner})
 		if err != nil {
 			t.Fatalf("Run: %v", err)
 		}
