@@ -392,12 +392,16 @@ func TestTwoDaemonsOneSetPerTick(t *testing.T) {
 	recipient := daemonRecipient(t)
 	var procs []*daemonProc
 	var cfgPath string
+	// The two hosts share one signing key, as hosts sharing a policy share one trust: each
+	// must count the other's sets as committed.
+	signingKey := filepath.Join(t.TempDir(), "signing.key")
 	for i := range 2 {
 		addr := freeAddr(t)
 		cfgPath = filepath.Join(t.TempDir(), "backupd.yaml")
 		writeDaemonConfig(t, cfgPath, fmt.Sprintf(`
 listen: %s
 state_dir: ./state
+signing: {key_file: %q}
 targets:
   minio: %s
 encryption: {recipients: [%q]}
@@ -407,7 +411,7 @@ policies:
     mysql: {dsn: %q, databases: [%s]}
     targets: [minio]
     alerts: {stale_after: 1h}
-`, addr, daemonS3Target(minio, bucket), recipient, policy, dsn, dbName))
+`, addr, signingKey, daemonS3Target(minio, bucket), recipient, policy, dsn, dbName))
 		procs = append(procs, startDaemon(t, cfgPath, addr))
 		if i == 0 {
 			time.Sleep(1300 * time.Millisecond) // the hosts start at different moments

@@ -274,7 +274,8 @@ func TestSkippedTicksRaiseStale(t *testing.T) {
 	keyFile := filepath.Join(dir, "signing.key")
 	writeKey(t, keyFile, 0)
 	cfg := claimsConfig(t, dir, claimsTarget(t, "dir", dir), hook.URL, "root@tcp(127.0.0.1:1)/", "x", keyFile,
-		[]string{publicLine(t, keyFile), testKeys[1].Public().AuthorizedKey}, "")
+		[]string{publicLine(t, keyFile), testKeys[1].Public().AuthorizedKey,
+			daemonTestSigner.Public().AuthorizedKey}, "") // the last key signs fakeSet's sets
 	p := onlyPolicy(cfg)
 	dests, err := cfg.OpenTargets(p, targets.Options{})
 	if err != nil {

@@ -2,12 +2,14 @@ package daemon
 
 import (
 	"encoding/json"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"filippo.io/age"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/backupd/backupd/internal/backupset"
 	"github.com/backupd/backupd/internal/config"
@@ -42,7 +44,32 @@ func parseConfig(t testing.TB, yml string) *config.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
+	installTestSigningKey(t, cfg)
 	return cfg
+}
+
+// installTestSigningKey makes daemonTestSigner this config's own signing key (unless the
+// config names a key that exists), so that the sets the tests write by hand with it are the
+// host's own and trusted.
+func installTestSigningKey(t testing.TB, cfg *config.Config) {
+	t.Helper()
+	path := cfg.Signing.KeyFile
+	if path == "" {
+		return
+	}
+	if _, err := os.Stat(path); err == nil {
+		return
+	}
+	block, err := ssh.MarshalPrivateKey(daemonTestKey, "daemon-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // fakeSet writes a set (one data object, and a manifest when committed) straight into a dir
@@ -54,6 +81,7 @@ func fakeSet(t testing.TB, dir string, policy, id string, committed bool, at tim
 	if committed {
 		m, _ := json.Marshal(backupset.Manifest{FormatVersion: 1, SetID: id, Policy: policy})
 		files[backupset.ManifestKey(policy, id)] = m
+		files[backupset.SignatureKey(policy, id)] = testSign(t, m)
 	}
 	for k, data := range files {
 		path := filepath.Join(dir, filepath.FromSlash(k))

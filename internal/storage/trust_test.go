@@ -266,7 +266,7 @@ func craftedBomb(t *testing.T, ctx context.Context, k testKeys, d backupset.Dest
 	t.Helper()
 	id := nextSetID()
 	dests := []backupset.Dest{d}
-	w, err := backupset.NewWriter(ctx, testPolicy, id, dests, backupset.WriterOptions{Recipients: k.rcpt, SpoolDir: t.TempDir()})
+	w, err := backupset.NewWriter(ctx, testPolicy, id, dests, backupset.WriterOptions{Signer: testSigner, Recipients: k.rcpt, SpoolDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +324,7 @@ func TestMarkersKeptUntilCommit(t *testing.T) {
 			id := nextSetID()
 			var snaps []*SnapshotResult
 			w, err := backupset.NewWriter(ctx, testPolicy, id, dests, backupset.WriterOptions{
-				Recipients: k.rcpt, SpoolDir: t.TempDir(),
+				Signer: testSigner, Recipients: k.rcpt, SpoolDir: t.TempDir(),
 				BeforeCommit: func(ctx context.Context) error { return CheckPacks(ctx, dests, snaps...) },
 			})
 			if err != nil {
